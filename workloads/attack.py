@@ -1,0 +1,220 @@
+"""The attacker: gradient matching (DLG, Zhu et al. 2019, arXiv:1906.08935).
+
+Dummy images (and, for `optimize`, soft labels) are optimised until the gradient they induce on
+the model matches the shared gradient. The attacker sees only the model, the shared gradients
+and what a server knows (batch size, input shape, number of classes); the ground truth never
+enters this module. An `observer` callback lets the caller score the iterate as it converges.
+
+Gradient losses: `l2` (DLG: sum of squared differences over all layers) and `cosine`
+(Geiping et al. 2020, arXiv:2003.14053: 1 - <g, g'> / (|g| |g'|) over all layers together).
+The optional TV prior is added to the gradient loss on the dummy images (the seed added it to
+the classification loss, where it has no effect on the image).
+
+Speed: the reference loop every DLG repository writes calls `loss.backward()` after
+`autograd.grad(..., create_graph=True)`, which also builds and accumulates gradients for every
+model parameter. Here the second pass asks autograd for the dummy's gradient only (nothing
+accumulates in the parameters' .grad), and the shared gradient's norm is computed once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Gradients = list[torch.Tensor]
+Observer = Callable[[int, float, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    loss: str = "cosine"
+    optimizer: str = "adam"
+    lr: float = 0.1
+    iterations: int = 500
+    tv_weight: float = 0.0
+    stop: str = "iterations"
+    stop_threshold: float = 1e-4
+    stop_patience: int = 100
+    observe_every: int = 10
+
+    def __repr__(self) -> str:  # one log line says what ran
+        stop = {"threshold": f"<= {self.stop_threshold:g}", "plateau": f"{self.stop_patience}"}
+        return (
+            f"Attack({self.loss} loss, {self.optimizer} lr={self.lr:g}, {self.iterations} it, "
+            f"tv={self.tv_weight:g}, stop={self.stop}{' ' + stop.get(self.stop, '')})"
+        ).replace(" )", ")")
+
+
+@dataclass
+class AttackOutcome:
+    reconstruction: torch.Tensor  # (B, C, H, W), best iterate, unclamped
+    labels: torch.Tensor  # (B,) the labels the attacker used (argmax of soft labels)
+    best_loss: float
+    best_iteration: int
+    iterations_run: int
+    diverged: bool
+    losses: list[float] = field(default_factory=list)
+
+
+class GradientLoss:
+    """A distance between the dummy's gradients and the shared gradients."""
+
+    def __init__(self, shared: Gradients) -> None:
+        self.shared = shared
+
+    def __call__(self, dummy: Gradients) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class L2Loss(GradientLoss):
+    def __call__(self, dummy: Gradients) -> torch.Tensor:
+        return sum(((d - s) ** 2).sum() for d, s in zip(dummy, self.shared))
+
+
+class CosineLoss(GradientLoss):
+    def __init__(self, shared: Gradients) -> None:
+        super().__init__(shared)
+        self.shared_norm = torch.sqrt(sum((s * s).sum() for s in shared))
+
+    def __call__(self, dummy: Gradients) -> torch.Tensor:
+        dot = sum((d * s).sum() for d, s in zip(dummy, self.shared))
+        dummy_norm = torch.sqrt(sum((d * d).sum() for d in dummy))
+        return 1 - dot / (dummy_norm * self.shared_norm + 1e-12)
+
+
+GRADIENT_LOSSES: dict[str, type[GradientLoss]] = {"l2": L2Loss, "cosine": CosineLoss}
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Anisotropic TV, mean absolute difference of neighbours. images: (B, C, H, W)."""
+    dx = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean()
+    dy = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().mean()
+    return dx + dy
+
+
+def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _lbfgs(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.LBFGS(params, lr=lr)  # DLG's own choice, torch defaults otherwise
+
+
+OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], float], torch.optim.Optimizer]] = {
+    "adam": _adam,
+    "lbfgs": _lbfgs,
+}
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft_label_logits: torch.Tensor) -> torch.Tensor:
+    """DLG's loss for optimised labels: CE against softmax(label logits), mean over the batch."""
+    return torch.sum(-F.softmax(soft_label_logits, -1) * F.log_softmax(logits, -1), -1).mean()
+
+
+def reconstruct(
+    model: nn.Module,
+    shared_gradients: Gradients,
+    *,
+    input_shape: tuple[int, int, int, int],  # (B, C, H, W)
+    num_classes: int,
+    labels: torch.Tensor | None,  # None: optimise soft labels jointly (DLG)
+    bn_mode: str,
+    settings: AttackSettings,
+    generator: torch.Generator,
+    observer: Observer | None = None,
+) -> AttackOutcome:
+    """Optimise dummy inputs until their gradient matches `shared_gradients`; keep the best."""
+    device = shared_gradients[0].device
+    model = copy.deepcopy(model).train(bn_mode == "train")
+    # the dummy's gradient w.r.t. these is matched; nothing ever accumulates in their .grad
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    dummy = torch.rand(input_shape, generator=generator).to(device).requires_grad_(True)
+    variables = [dummy]
+    soft_labels = None
+    if labels is None:
+        soft_labels = torch.randn((input_shape[0], num_classes), generator=generator)
+        soft_labels = soft_labels.to(device).requires_grad_(True)
+        variables.append(soft_labels)
+    else:
+        labels = labels.to(device)
+
+    gradient_loss = GRADIENT_LOSSES[settings.loss](shared_gradients)
+    optimizer = OPTIMIZERS[settings.optimizer](variables, settings.lr)
+    best = {"loss": math.inf, "iteration": 0, "dummy": dummy.detach().clone(), "labels": None}
+    state = {"loss": math.inf, "diverged": False}
+
+    def objective() -> torch.Tensor:
+        logits = model(dummy)
+        if soft_labels is None:
+            task_loss = F.cross_entropy(logits, labels)
+        else:
+            task_loss = soft_cross_entropy(logits, soft_labels)
+        dummy_gradients = torch.autograd.grad(task_loss, params, create_graph=True)
+        loss = gradient_loss(dummy_gradients)
+        if settings.tv_weight > 0:
+            loss = loss + settings.tv_weight * total_variation(dummy)
+        return loss
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            state["diverged"] = True
+            return loss.detach()
+        if value < best["loss"]:  # the iterate that produced this loss is `dummy` right now
+            best["loss"], best["iteration"] = value, state.get("iteration", 0)
+            best["dummy"] = dummy.detach().clone()
+            best["labels"] = None if soft_labels is None else soft_labels.detach().clone()
+        state["loss"] = value
+        grads = torch.autograd.grad(loss, variables)
+        for variable, grad in zip(variables, grads):
+            variable.grad = grad
+        return loss
+
+    losses: list[float] = []
+    iterations_run = 0
+    for iteration in range(settings.iterations):
+        state["iteration"] = iteration
+        last = iteration == settings.iterations - 1
+        observe = observer is not None and (iteration % settings.observe_every == 0 or last)
+        before_step = dummy.detach().clone() if observe else None
+        optimizer.step(closure)  # evaluates the loss of the iterate as it was before the step
+        iterations_run = iteration + 1
+        losses.append(state["loss"])
+        if before_step is not None:
+            observer(iteration, state["loss"], before_step)
+        if state["diverged"] or not torch.isfinite(dummy).all():
+            state["diverged"] = True
+            break
+        if _should_stop(settings, state["loss"], iteration, best["iteration"]):
+            break
+
+    final_labels = labels
+    if soft_labels is not None:
+        chosen = best["labels"] if best["labels"] is not None else soft_labels.detach()
+        final_labels = chosen.argmax(dim=-1)
+    return AttackOutcome(
+        reconstruction=best["dummy"],
+        labels=final_labels.detach().cpu(),
+        best_loss=best["loss"],
+        best_iteration=best["iteration"],
+        iterations_run=iterations_run,
+        diverged=bool(state["diverged"]),
+        losses=losses,
+    )
+
+
+def _should_stop(settings: AttackSettings, loss: float, iteration: int, best_at: int) -> bool:
+    if settings.stop == "threshold":
+        return loss <= settings.stop_threshold
+    if settings.stop == "plateau":
+        return iteration - best_at >= settings.stop_patience
+    return False

@@ -1,0 +1,231 @@
+"""The trial's configuration: one frozen, flat dataclass, checked once.
+
+`TrialConfig.from_dict` is the single entry point for untrusted input (CLI flags, sweep YAML,
+Ray Tune's param space). It rejects unknown keys and bad values with the key's name and the
+allowed values, and it maps the seed study's Hydra spellings (`McMahan_CNN`, `Custom_ResNet`,
+`xavier_normal_`, `ReLU`, `null`) onto ours so its sweep lines carry over directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from workloads.errors import ConfigError
+
+# Allowed values of each categorical field. The registries (models, inits, ...) are checked
+# against these in the tests so the two can never drift apart.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": ("mcmahan_cnn", "resnet18", "lenet_zhu"),
+    "norm": ("none", "batch"),
+    "init_method": (
+        "xavier_normal",
+        "xavier_uniform",
+        "kaiming_normal",
+        "kaiming_uniform",
+        "default",
+    ),
+    "init_gain": ("activation", "seed"),
+    "activation": ("relu", "sigmoid", "tanh"),
+    "bn_mode": ("eval", "train"),
+    "prune": ("none", "small"),
+    "noise": ("none", "gaussian", "laplacian"),
+    "loss": ("cosine", "l2"),
+    "optimizer": ("adam", "lbfgs"),
+    "label_strategy": ("idlg", "llg", "optimize", "oracle"),
+    "stop": ("iterations", "threshold", "plateau"),
+    "split": ("test", "train"),
+}
+
+# The seed study's spellings (Hydra sweep lines) -> ours.
+ALIASES: dict[str, dict[str, str]] = {
+    "model": {
+        "mcmahan_cnn": "mcmahan_cnn",
+        "mcmahan": "mcmahan_cnn",
+        "custom_resnet": "resnet18",
+        "resnet": "resnet18",
+        "resnet18": "resnet18",
+        "lenet": "lenet_zhu",
+    },
+    "activation": {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"},
+    "prune": {"null": "none", "none": "none", "small": "small"},
+    "noise": {"null": "none", "none": "none"},
+    "loss": {"mse": "l2", "cos": "cosine", "cosine_similarity": "cosine"},
+}
+
+NONE_WORDS = {"null", "none", "~", ""}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One attack on one batch of images against one freshly initialised model.
+
+    Every field is a grid axis; two configs with equal fields are the same trial (`trial_key`).
+    """
+
+    seed: int = 0
+    dataset: str = "cifar10"  # cifar10 | mnist | imagefolder:PATH
+    split: str = "test"
+    pool_size: int = 1000  # images are drawn from the first `pool_size` of the split
+    model: str = "mcmahan_cnn"
+    norm: str = "none"  # mcmahan_cnn only: "batch" adds BatchNorm after each conv
+    init_method: str = "xavier_normal"
+    init_gain: str = "activation"
+    activation: str = "sigmoid"
+    batch_size: int = 1
+    bn_mode: str = "eval"
+    prune: str = "none"
+    prune_ratio: float = 0.2
+    noise: str = "none"
+    noise_scale: float = 0.0
+    loss: str = "cosine"
+    optimizer: str = "adam"
+    lr: float = 0.1
+    iterations: int = 500
+    label_strategy: str = "idlg"
+    tv_weight: float = 0.0
+    stop: str = "iterations"
+    stop_threshold: float = 1e-4  # stop == "threshold": gradient loss at or below this
+    stop_patience: int = 100  # stop == "plateau": iterations without a new best loss
+    image_size: int = 0  # 0 = native resolution; else resize to this side length
+    curve_points: int = 50  # how many points of the convergence curve to keep
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(name, value, "one of " + ", ".join(allowed))
+        if not (self.dataset in ("cifar10", "mnist") or self.dataset.startswith("imagefolder:")):
+            raise ConfigError("dataset", self.dataset, "cifar10, mnist or imagefolder:PATH")
+        if self.dataset.startswith("imagefolder:"):
+            root = Path(self.dataset.split(":", 1)[1]).expanduser()
+            if not root.is_dir():
+                raise ConfigError(
+                    "dataset", self.dataset, "imagefolder:PATH with PATH an existing folder"
+                )
+        _check_range("batch_size", self.batch_size, 1, None, "an integer >= 1")
+        _check_range("pool_size", self.pool_size, 1, None, "an integer >= 1")
+        _check_range("iterations", self.iterations, 1, None, "an integer >= 1")
+        _check_range("curve_points", self.curve_points, 2, None, "an integer >= 2")
+        _check_range("stop_patience", self.stop_patience, 1, None, "an integer >= 1")
+        _check_range("image_size", self.image_size, 0, 1024, "0 (native) or a side length 8..1024")
+        if 0 < self.image_size < 8:
+            raise ConfigError("image_size", self.image_size, "0 (native) or a side length 8..1024")
+        if not 0.0 <= self.prune_ratio < 1.0:
+            raise ConfigError("prune_ratio", self.prune_ratio, "a fraction in [0, 1)")
+        if self.noise_scale < 0:
+            raise ConfigError("noise_scale", self.noise_scale, "a number >= 0")
+        if self.lr <= 0:
+            raise ConfigError("lr", self.lr, "a number > 0")
+        if self.tv_weight < 0:
+            raise ConfigError("tv_weight", self.tv_weight, "a number >= 0")
+        if self.stop_threshold < 0:
+            raise ConfigError("stop_threshold", self.stop_threshold, "a number >= 0")
+        if self.batch_size > self.pool_size:
+            raise ConfigError(
+                "batch_size", self.batch_size, f"at most pool_size ({self.pool_size})"
+            )
+        if self.norm == "batch" and self.model != "mcmahan_cnn":
+            raise ConfigError(
+                "norm", self.norm, "'batch' only with model mcmahan_cnn (resnet18 has BN)"
+            )
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrialConfig:
+        """Build from untrusted input: unknown keys, wrong types and unknown values are errors."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = normalize_key(key)
+            if name not in known:
+                raise ConfigError(key, None, "a trial field: " + ", ".join(sorted(known)))
+            values[name] = coerce(name, value)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return TrialConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def trial_key(self) -> str:
+        """A stable hash of every field: the same trial always gets the same key."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def effective_label_strategy(self) -> str:
+        """iDLG's rule is defined for one image; for B > 1 its batch extension (LLG) is used."""
+        if self.label_strategy == "idlg" and self.batch_size > 1:
+            return "llg"
+        return self.label_strategy
+
+
+def normalize_key(key: str) -> str:
+    """`init-method`, `model.init_method` and `client.prune.type` all name our flat fields."""
+    key = str(key).strip().lstrip("+").replace("-", "_")
+    seed_paths = {
+        "model.init_method": "init_method",
+        "model.activation": "activation",
+        "client.prune.type": "prune",
+        "client.prune.ratio": "prune_ratio",
+    }
+    if key in seed_paths:
+        return seed_paths[key]
+    return key.rsplit(".", 1)[-1]
+
+
+_INT_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("int", int)}
+_FLOAT_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("float", float)}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Turn one raw value into the field's type, accepting the seed's spellings."""
+    if name in _INT_FIELDS:
+        if isinstance(value, bool) or not _is_integral(value):
+            raise ConfigError(name, value, "an integer")
+        return int(value)
+    if name in _FLOAT_FIELDS:
+        if isinstance(value, bool):
+            raise ConfigError(name, value, "a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, value, "a number") from None
+    if value is None:
+        value = "none"
+    if not isinstance(value, str):
+        raise ConfigError(name, value, "a string")
+    text = value.strip()
+    if name == "dataset":
+        return text if text.startswith("imagefolder:") else text.lower()
+    text = text.lower().rstrip("_")  # torch's in-place names: xavier_normal_
+    if text in NONE_WORDS and name in ("prune", "noise", "norm"):
+        return "none"
+    return ALIASES.get(name, {}).get(text, text)
+
+
+def _is_integral(value: Any) -> bool:
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, str):
+        try:
+            int(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _check_range(name: str, value: int, low: int, high: int | None, allowed: str) -> None:
+    if value < low or (high is not None and value > high):
+        raise ConfigError(name, value, allowed)

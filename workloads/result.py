@@ -1,0 +1,48 @@
+"""What one trial produces: metrics, the convergence curve and the images, never a gap.
+
+A trial that fails still returns a `TrialResult` (status `error`, the message in `error`), so
+the results sink writes one row for every trial (optuna's FrozenTrial: failures are records).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STATUSES = ("ok", "diverged", "error")
+
+
+@dataclass
+class TrialResult:
+    status: str  # ok | diverged (NaN/inf hit; best iterate kept) | error
+    error: str | None = None
+    psnr_mean: float | None = None
+    psnr_min: float | None = None
+    psnr_max: float | None = None
+    ssim_mean: float | None = None
+    label_accuracy: float | None = None
+    grad_loss_final: float | None = None  # gradient loss of the kept (best) iterate
+    iterations_run: int = 0
+    best_iteration: int = 0
+    wall_seconds: float = 0.0
+    seconds_per_iteration: float | None = None
+    device: str = "cpu"
+    started_at: float = 0.0  # unix seconds
+    finished_at: float = 0.0
+    label_strategy_used: str | None = None
+    true_labels: list[int] = field(default_factory=list)
+    predicted_labels: list[int] = field(default_factory=list)
+    grad_zero_fraction: float | None = None  # share of exactly-zero shared-gradient entries
+    grad_kernel_norms: list[float] = field(default_factory=list)  # first conv, per kernel
+    curve_iteration: list[int] = field(default_factory=list)
+    curve_grad_loss: list[float] = field(default_factory=list)
+    curve_psnr: list[float] = field(default_factory=list)
+    # (B, H, W, C) uint8, matched order: reconstruction[i] is scored against ground_truth[i]
+    reconstruction: np.ndarray | None = None
+    ground_truth: np.ndarray | None = None
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)  # for the GIF
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} not in {STATUSES}")
