@@ -1,0 +1,173 @@
+"""`dlgsweep plan SPEC`: what a sweep will cost before anything starts.
+
+Prints the trial count (`trials: N` on its own line), each axis, the resources per trial, what
+the cluster offers and how many trials fit at once, the work in FLOPs and an ETA, with a warning
+when the ETA is long, so nobody starts a 120-hour CPU run by accident.
+
+The FLOP model: one attack iteration costs about 9 forward passes (forward and backward of the
+dummy's gradient, then the backward through that gradient); per 32x32 image that is 0.30 GFLOP
+for the McMahan CNN and 10.1 GFLOP for the CIFAR ResNet-18, scaled by batch size and by pixel
+count for other image sizes. The `paper` grid comes to about 15.5 PFLOP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+from collections import defaultdict
+
+from orchestrator.commands.run import add_cluster_args
+from orchestrator.spec import SweepSpec, load_spec, preset_names
+from workloads.config import TrialConfig
+
+# GFLOP per attack iteration per 32x32 image (about 9 forward passes)
+GFLOP_PER_ITERATION = {"mcmahan_cnn": 0.30, "resnet18": 10.1, "lenet_zhu": 0.0126}
+NATIVE_PIXELS = {"cifar10": 32 * 32, "mnist": 28 * 28}
+LBFGS_EVALUATIONS = 20  # torch's LBFGS runs up to max_iter=20 evaluations per step
+# Throughput assumptions (effective, for these small-batch attacks; not peak numbers)
+CPU_GFLOPS_PER_CORE = 10.0  # measured here: 4 (batch 1) to 12 (batch 4) GFLOP/s on one core
+CPU_SECONDS_PER_ITERATION_FLOOR = 0.05  # per-iteration overhead on CPU (measured ~0.07 s here)
+GPU_TFLOPS = 30.0  # a datacenter GPU's dense FP32 rate, before efficiency
+GPU_EFFICIENCY = 0.3  # small convolutions at batch 1-16 leave most of a GPU idle
+GPU_SECONDS_PER_ITERATION_FLOOR = 0.003  # kernel launches of ~9 passes bound small models
+WARN_HOURS = 24.0
+
+
+def trial_gflop(config: TrialConfig) -> float:
+    """Work of one trial in GFLOP, by the model above (imagefolder assumed 32x32 if native)."""
+    pixels = config.image_size**2 if config.image_size else NATIVE_PIXELS.get(config.dataset, 1024)
+    per_iteration = GFLOP_PER_ITERATION[config.model] * config.batch_size * pixels / 1024
+    if config.optimizer == "lbfgs":
+        per_iteration *= LBFGS_EVALUATIONS
+    return per_iteration * config.iterations
+
+
+def trial_seconds(config: TrialConfig, cpu: float, gpu: float) -> float:
+    """Estimated wall time of one trial holding `cpu` cores or a `gpu` share."""
+    work = trial_gflop(config)
+    if gpu:
+        compute = work / (GPU_TFLOPS * 1e3 * GPU_EFFICIENCY * min(gpu, 1.0))
+        floor = config.iterations * GPU_SECONDS_PER_ITERATION_FLOOR
+        return max(compute, floor)
+    compute = work / (CPU_GFLOPS_PER_CORE * cpu)
+    return max(compute, config.iterations * CPU_SECONDS_PER_ITERATION_FLOOR)
+
+
+def local_gpus() -> int:
+    """NVIDIA GPUs visible here, without importing torch (plan stays instant)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def human_flop(gflop: float) -> str:
+    for unit, scale in (("PFLOP", 1e6), ("TFLOP", 1e3), ("GFLOP", 1.0)):
+        if gflop >= scale:
+            return f"{gflop / scale:.3g} {unit}"
+    return f"{gflop * 1e3:.3g} MFLOP"
+
+
+def human_hours(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_lines(spec: SweepSpec, cluster) -> list[str]:  # noqa: ANN001 (sweep.ClusterView)
+    trials = spec.trials()
+    lines = [f"sweep: {spec.name} ({spec.source})", f"trials: {len(trials)}", "axes:"]
+    for axis, values in spec.grid.items():
+        lines.append(f"  {axis} ({len(values)}): {', '.join(str(v) for v in values)}")
+    if spec.fixed:
+        lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in spec.fixed.items()))
+    if spec.attack:
+        lines.append("attack: " + ", ".join(f"{k}={v}" for k, v in spec.attack.items()))
+    cpu, gpu = spec.resources.cpu, spec.resources.gpu
+    lines.append(f"resources per trial: cpu {cpu:g}, gpu {gpu:g}; retries {spec.retries}")
+    lines.append(f"cluster: {cluster.describe()}")
+    if gpu and cluster.gpus == 0:
+        lines.append("  no GPU here: `run` would drop the GPU request and attack on CPU")
+        gpu = 0.0
+    slots = cluster.slots(cpu, gpu)
+    lines.append(f"fit at once: {slots} trials")
+
+    by_model: dict[str, float] = defaultdict(float)
+    for config in trials:
+        by_model[config.model] += trial_gflop(config)
+    total = sum(by_model.values())
+    split = ", ".join(f"{m} {human_flop(g)}" for m, g in sorted(by_model.items()))
+    lines.append(f"work: {human_flop(total)} ({split}); an attack iteration ~ 9 forward passes")
+    if gpu:
+        assumption = (
+            f"{GPU_TFLOPS:g} TFLOP/s per GPU x {GPU_EFFICIENCY:g} efficiency, shared by the "
+            f"trials on it, at least {GPU_SECONDS_PER_ITERATION_FLOOR * 1e3:g} ms per iteration"
+        )
+    else:
+        assumption = (
+            f"{CPU_GFLOPS_PER_CORE:g} GFLOP/s per CPU core, {cpu:g} core(s) per trial, at least "
+            f"{CPU_SECONDS_PER_ITERATION_FLOOR * 1e3:g} ms per iteration"
+        )
+    if slots == 0:
+        lines.append("ETA: never: no node can hold one trial's resources")
+        return lines
+    seconds = sum(trial_seconds(c, cpu, gpu) for c in trials) / slots
+    lines.append(f"ETA: ~{human_hours(seconds)} with {slots} at once (assuming {assumption})")
+    if seconds > WARN_HOURS * 3600:
+        lines.append(
+            f"warning: ETA ~{human_hours(seconds)} (> {WARN_HOURS:g} h) on this cluster; use a GPU "
+            "cluster (`ray up cluster.yaml`, then --address), fewer trials or fewer iterations"
+        )
+    return lines
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plan", help="trial count, resources, FLOPs and ETA of a sweep, before launch",
+        description=__doc__.splitlines()[0],
+    )  # fmt: skip
+    parser.add_argument(
+        "spec", help=f"a preset ({', '.join(preset_names())}) or the path of a sweep YAML"
+    )
+    add_cluster_args(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import ClusterView
+
+    spec = load_spec(args.spec)
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        import ray
+
+        from orchestrator.sweep import connect, ray_cluster_view
+
+        we_started, where = connect(args.address, None, None, print)
+        try:
+            cluster = ray_cluster_view(where)
+        finally:
+            if we_started:
+                ray.shutdown()
+    else:
+        cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
+        gpus = args.num_gpus if args.num_gpus is not None else local_gpus()
+        cluster = ClusterView([{"CPU": float(cpus), "GPU": float(gpus)}], "this machine")
+    if args.max_concurrent:
+        cluster = _capped(cluster, args.max_concurrent, spec)
+    for line in plan_lines(spec, cluster):
+        print(line)
+    return 0
+
+
+def _capped(cluster, limit: int, spec: SweepSpec):  # noqa: ANN001, ANN202
+    """--max-concurrent N: describe the cluster as if it held only N trial slots."""
+    from orchestrator.sweep import ClusterView
+
+    cpu = spec.resources.cpu
+    if cluster.slots(cpu, 0) <= limit:
+        return cluster
+    where = cluster.where + f" (capped at {limit} trials)"
+    return ClusterView([{"CPU": cpu * limit, "GPU": cluster.gpus}], where)

@@ -1,0 +1,68 @@
+"""`dlgsweep run SPEC --results DIR|URI`: the sweep on Ray Tune, with progress.
+
+Trials that already have an `ok` (or `diverged`) row under `<results>/<sweep>` are skipped;
+failed trials are retried `retries` times, then kept as `error` rows. Exit code 0 when every
+trial has a finished row, 1 when some failed (`dlgsweep resume` reruns them), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from orchestrator.spec import load_spec, preset_names
+
+
+def add_cluster_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that say which Ray cluster runs the trials (shared by run, resume, plan)."""
+    group = parser.add_argument_group("cluster")
+    group.add_argument(
+        "--address",
+        help="connect to a running Ray cluster: 'auto' or HOST:PORT (default: $RAY_ADDRESS, "
+        "else start a local Ray on this machine)",
+    )
+    group.add_argument("--num-cpus", type=int, help="local cluster only: CPUs to offer")
+    group.add_argument("--num-gpus", type=int, help="local cluster only: GPUs to offer")
+    group.add_argument(
+        "--max-concurrent", type=int, help="run at most N trials at once (default: what fits)"
+    )
+    group.add_argument(
+        "--require-gpu",
+        action="store_true",
+        help="keep the spec's GPU request even if no node has a GPU yet (an autoscaling "
+        "cluster); by default such a sweep runs on CPU and says so",
+    )
+
+
+def cluster_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "address": args.address,
+        "num_cpus": args.num_cpus,
+        "num_gpus": args.num_gpus,
+        "max_concurrent": args.max_concurrent,
+        "require_gpu": args.require_gpu,
+    }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a sweep (a preset or a YAML spec) on Ray Tune",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument(
+        "spec", help=f"a preset ({', '.join(preset_names())}) or the path of a sweep YAML"
+    )
+    parser.add_argument(
+        "--results",
+        default="results",
+        help="results root: a folder or an s3:// gs:// URI every node reaches (default: results)",
+    )
+    add_cluster_args(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import run_sweep
+
+    spec = load_spec(args.spec)  # every trial validated before Ray starts
+    return run_sweep(spec, args.results, **cluster_kwargs(args)).exit_code

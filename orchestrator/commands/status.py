@@ -1,0 +1,103 @@
+"""`dlgsweep status <results>/<sweep> [--json]`: finished / failed / missing, errors grouped.
+
+Counts are over the trials of the saved spec.yaml; files that cannot be read as one trial row
+(half-written, corrupt, foreign) are never counted, only listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from orchestrator.sink import SweepStore
+from workloads.errors import UserError
+
+STATUS_ORDER = ("ok", "diverged", "error")
+
+
+@dataclass
+class SweepStatus:
+    total: int
+    counts: dict[str, int]
+    missing: list[str]  # trial keys of the spec without a row
+    errors: list[tuple[str, int]]  # (message, how many), most frequent first
+    extra: int = 0  # rows of trials no longer in the spec
+    skipped: list[str] = field(default_factory=list)
+    spec_found: bool = True
+
+    def as_json(self) -> dict[str, int]:
+        out = {s: self.counts.get(s, 0) for s in STATUS_ORDER}
+        out.update(missing=len(self.missing), total=self.total)
+        return out
+
+
+def sweep_status(store: SweepStore) -> SweepStatus:
+    from orchestrator.commands.resume import saved_spec
+
+    if not store.exists():
+        raise UserError(f"DIR {store.uri!r} does not exist; expected <results>/<sweep>")
+    rows = store.read_rows(columns=["trial_key", "status", "error"])
+    by_key = {
+        key: (status, error)
+        for key, status, error in zip(
+            rows.table.column("trial_key").to_pylist(),
+            rows.table.column("status").to_pylist(),
+            rows.table.column("error").to_pylist(),
+        )
+    }
+    spec_found = store.read_spec() is not None
+    expected = [t.trial_key for t in saved_spec(store).trials()] if spec_found else list(by_key)
+    counts = Counter(by_key[k][0] for k in expected if k in by_key)
+    failed = [k for k in expected if k in by_key and by_key[k][0] == "error"]
+    errors = Counter(by_key[k][1] or "(no message)" for k in failed)
+    return SweepStatus(
+        total=len(expected),
+        counts=dict(counts),
+        missing=[k for k in expected if k not in by_key],
+        errors=errors.most_common(),
+        extra=len(set(by_key) - set(expected)),
+        skipped=rows.skipped,
+        spec_found=spec_found,
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "status", help="counts by status, missing trials, errors grouped", description=__doc__
+    )
+    parser.add_argument("sweep_dir", metavar="DIR", help="<results>/<sweep> (a folder or URI)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ok", "diverged", "error", "missing", "total"} as JSON',
+    )
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    store = SweepStore(args.sweep_dir)
+    status = sweep_status(store)
+    if args.json:
+        print(json.dumps(status.as_json()))
+        return 0
+    print(f"sweep {store.name} at {store.uri}: {status.total} trials")
+    if not status.spec_found:
+        print("  (no spec.yaml: counting the rows present; nothing can be called missing)")
+    for name in STATUS_ORDER:
+        print(f"  {name:<9}{status.counts.get(name, 0):>6}")
+    print(f"  {'missing':<9}{len(status.missing):>6}")
+    if status.errors:
+        print(f"errors ({sum(n for _, n in status.errors)}), grouped by message:")
+        for message, count in status.errors:
+            print(f"  {count:>4} x  {message}")
+    if status.extra:
+        print(f"{status.extra} rows belong to trials no longer in spec.yaml (not counted)")
+    if status.skipped:
+        print(f"{len(status.skipped)} files under trials/ are not readable rows (not counted):")
+        for line in status.skipped[:10]:
+            print(f"  {line}")
+    if status.missing or status.errors:
+        print(f"finish with: dlgsweep resume {store.uri}")
+    return 0
