@@ -56,9 +56,12 @@ class Rows:
 class SweepStore:
     """One sweep's folder: `<results>/<sweep>` (a local path or a URI)."""
 
-    def __init__(self, sweep_dir: str) -> None:
+    def __init__(self, sweep_dir: str, filesystem: pafs.FileSystem | None = None) -> None:
         self.uri = sweep_dir.rstrip("/")
-        self.fs, self.path = open_fs(self.uri)
+        if filesystem is None:
+            self.fs, self.path = open_fs(self.uri)
+        else:  # a path inside a filesystem the caller built (credentials, a subtree, ...)
+            self.fs, self.path = filesystem, self.uri
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
     @classmethod

@@ -50,18 +50,22 @@ def attack_trainable(params: dict[str, Any]) -> None:
     result = run_trial(config, device=_device())
     if result.status == "error" and attempt <= params["retries"]:
         raise TrialFailed(result.error or "run_trial returned status error")  # Tune retries
-    import ray
-
     row = make_row(
         config,
         result,
         sweep=params["sweep"],
         host=socket.gethostname(),
-        node_id=ray.get_runtime_context().get_node_id(),
+        node_id=_node_id(),
         attempt=attempt,
     )
     SweepStore(params["store"]).write_row(row)
     tune.report({"trial_status": result.status, "psnr_mean": result.psnr_mean, "attempt": attempt})
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 class TrialFailed(RuntimeError):
@@ -101,7 +105,8 @@ def _next_attempt() -> int:
             attempt = json.loads((Path(folder) / "attempt.json").read_text())["attempt"] + 1
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "attempt.json").write_text(json.dumps({"attempt": attempt}))
-        tune.report({"attempt": attempt}, checkpoint=tune.Checkpoint.from_directory(folder))
+        started = {"attempt": attempt, "pid": os.getpid(), "node_id": _node_id()}
+        tune.report(started, checkpoint=tune.Checkpoint.from_directory(folder))
     return attempt
 
 
@@ -123,6 +128,10 @@ class SweepProgress:
         self.last_line = 0.0
         self.last_state: tuple = ()
         self.heartbeat = 30.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into tuner.pkl; the output function stays behind
+        return {**self.__dict__, "say": None}
 
     @property
     def done(self) -> int:
@@ -156,7 +165,7 @@ class SweepProgress:
         changed = state != self.last_state and now - self.last_line >= self.interval
         if force or changed or now - self.last_line >= self.heartbeat:
             self.last_line, self.last_state = now, state
-            self.say(self.line())
+            (self.say or print)(self.line())
 
     # Tune hooks (called by _TuneProgress)
     def started_trial(self, trial_id: str) -> None:
@@ -310,9 +319,15 @@ def run_sweep(
     max_concurrent: int | None = None,
     require_gpu: bool = False,
     save_spec: bool = True,
+    callbacks: list | None = None,
     say: Say = print,
 ) -> SweepOutcome:
-    """Run every trial of `spec` that has no finished row under `<results>/<spec.name>`."""
+    """Run every trial of `spec` that has no finished row under `<results>/<spec.name>`.
+
+    `address`: a running cluster ('auto', HOST:PORT; default $RAY_ADDRESS), else a local Ray
+    with `num_cpus`/`num_gpus`; an already connected Ray (`ray.init` by the caller) is used as
+    is. `callbacks`: extra `ray.tune.Callback`s. Returns the counts after the run.
+    """
     store = SweepStore.of(results, spec.name)
     trials = spec.trials()
     statuses = store.statuses()
@@ -328,7 +343,7 @@ def run_sweep(
         _run_pending(
             spec, store, pending, len(trials), skipped,
             address=address, num_cpus=num_cpus, num_gpus=num_gpus,
-            max_concurrent=max_concurrent, require_gpu=require_gpu, say=say,
+            max_concurrent=max_concurrent, require_gpu=require_gpu, callbacks=callbacks, say=say,
         )  # fmt: skip
     after = store.statuses()
     keys = [t.trial_key for t in trials]
@@ -359,6 +374,7 @@ def _run_pending(
     num_gpus: int | None,
     max_concurrent: int | None,
     require_gpu: bool,
+    callbacks: list | None,
     say: Say,
 ) -> None:
     import ray
@@ -393,7 +409,7 @@ def _run_pending(
                 name=time.strftime("run-%Y%m%d-%H%M%S-") + str(os.getpid()),
                 storage_path=store.tune_uri,
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
-                callbacks=[_tune_callback(progress)],
+                callbacks=[_tune_callback(progress), *(callbacks or [])],
                 verbose=0,
             ),
         )

@@ -1,0 +1,188 @@
+"""Sweep specs: presets, validation (every error names its key), the resolved spec, plan."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.commands.plan import trial_gflop
+from orchestrator.spec import load_spec, parse_spec, parse_yaml, preset_names
+from workloads.config import TrialConfig
+from workloads.errors import UserError
+
+BASE = {
+    "name": "t",
+    "grid": {"seed": [0, 1], "activation": ["relu", "sigmoid"]},
+    "fixed": {"dataset": "cifar10", "model": "mcmahan_cnn"},
+    "attack": {"iterations": 5},
+}
+
+
+def test_presets_are_the_five_named():
+    assert preset_names() == ["bn-mode", "defenses", "demo", "labels", "paper"]
+
+
+@pytest.mark.parametrize("name", ["paper", "demo", "defenses", "bn-mode", "labels"])
+def test_every_preset_validates(name):
+    spec = load_spec(name)
+    trials = spec.trials()
+    assert spec.name == name and trials
+    assert len({t.trial_key for t in trials}) == len(trials)
+
+
+def test_paper_is_the_960_grid():
+    spec = load_spec("paper")
+    trials = spec.trials()
+    assert len(trials) == 960
+    assert spec.grid == {
+        "seed": [0, 1, 2, 3, 4, 5],
+        "model": ["mcmahan_cnn", "resnet18"],
+        "batch_size": [1, 2, 4, 8, 16],
+        "init_method": ["xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"],
+        "activation": ["relu", "sigmoid"],
+        "prune": ["small", "none"],
+    }
+    one = trials[0]
+    assert (one.dataset, one.optimizer, one.lr, one.loss, one.iterations) == (
+        "cifar10", "adam", 0.1, "cosine", 500,
+    )  # fmt: skip
+    assert one.label_strategy == "idlg" and one.init_gain == "seed"
+    assert (spec.resources.cpu, spec.resources.gpu) == (1.0, 0.25)
+    assert sum(trial_gflop(t) for t in trials) / 1e6 == pytest.approx(15.5, rel=0.02)  # PFLOP
+
+
+def test_demo_is_small():
+    trials = load_spec("demo").trials()
+    assert len(trials) <= 32
+    assert {t.model for t in trials} == {"mcmahan_cnn"}
+    assert max(t.iterations for t in trials) <= 300
+
+
+def test_seed_spellings_map_over():
+    raw = {**BASE, "grid": {"activation": ["ReLU", "Sigmoid"], "model": ["McMahan_CNN"]}}
+    raw["fixed"] = {"dataset": "cifar10", "init_method": "xavier_normal_", "prune": None}
+    trials = parse_spec(raw).trials()
+    assert [t.activation for t in trials] == ["relu", "sigmoid"]
+    assert {(t.model, t.init_method, t.prune) for t in trials} == {
+        ("mcmahan_cnn", "xavier_normal", "none")
+    }
+
+
+def test_trials_are_every_grid_point_in_order():
+    trials = parse_spec(BASE).trials()
+    assert [(t.seed, t.activation) for t in trials] == [
+        (0, "relu"), (0, "sigmoid"), (1, "relu"), (1, "sigmoid"),
+    ]  # fmt: skip
+    assert all(t.iterations == 5 and t.model == "mcmahan_cnn" for t in trials)
+
+
+def test_resolved_spec_round_trips():
+    spec = load_spec("paper")
+    again = parse_yaml(spec.to_yaml())
+    assert [t.trial_key for t in again.trials()] == [t.trial_key for t in spec.trials()]
+    assert again.resources == spec.resources and again.retries == spec.retries
+
+
+def _with(**changes):
+    raw = yaml.safe_load(yaml.safe_dump(BASE))
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            raw.setdefault(section, {})[field] = value
+        else:
+            raw[section] = value
+    return raw
+
+
+BAD = [
+    (_with(bogus=1), "bogus"),
+    (_with(grid__seed=[]), "grid.seed"),
+    (_with(grid__seed=3), "grid.seed"),
+    (_with(grid__colour=["red"]), "grid.colour"),
+    (_with(grid__activation=["relu", "swish"]), "grid.activation"),
+    (_with(grid__model=["vgg"]), "grid.model"),
+    (_with(fixed__seed=1), "grid.seed"),
+    (_with(attack__activation="relu"), "attack.activation"),
+    (_with(attack__optimizer="sgd"), "attack.optimizer"),
+    (_with(attack__iterations="many"), "attack.iterations"),
+    (_with(fixed__batch_size=0), "batch_size"),
+    (_with(fixed__dataset="imagenet"), "dataset"),
+    (_with(resources={"cpu": 1, "tpu": 1}), "resources.tpu"),
+    (_with(resources={"cpu": 0}), "resources.cpu"),
+    (_with(resources={"gpu": -1}), "resources.gpu"),
+    (_with(resources={"gpu": 1.5}), "resources.gpu"),
+    (_with(retries=-1), "retries"),
+    (_with(name="a b/c"), "name"),
+    (_with(grid__activation=["relu", "ReLU"]), "grid"),
+    (_with(fixed__model="resnet18", fixed__norm="batch"), "norm"),
+]
+
+
+@pytest.mark.parametrize("raw,key", BAD, ids=[k for _, k in BAD])
+def test_bad_spec_names_the_key(raw, key):
+    with pytest.raises(UserError) as caught:
+        parse_spec(raw)
+    assert key in str(caught.value)
+
+
+def test_bad_values_list_the_allowed_ones():
+    with pytest.raises(UserError, match="relu, sigmoid, tanh"):
+        parse_spec(_with(grid__activation=["swish"]))
+    with pytest.raises(UserError, match="name, description, grid"):
+        parse_spec(_with(bogus=1))
+
+
+def test_unknown_spec_lists_presets():
+    with pytest.raises(UserError, match="bn-mode, defenses, demo, labels, paper"):
+        load_spec("no-such-preset")
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_cli_exits_2_naming_the_key(tmp_path, capsys, command):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_with(grid__activation=["relu", "swish"])))
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "grid.activation" in err and "swish" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_exit_2_on_yaml_syntax(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\n")
+    assert main(["plan", str(path)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_plan_paper(capsys):
+    assert main(["plan", "paper", "--num-cpus", "2", "--num-gpus", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "trials: 960" in out
+    text = "\n".join(out)
+    for axis in ("seed (6)", "model (2)", "batch_size (5)", "init_method (4)", "prune (2)"):
+        assert axis in text
+    assert "cpu 1, gpu 0.25" in text and "15.5 PFLOP" in text
+    assert "fit at once: 2 trials" in text
+    assert "GFLOP/s per CPU core" in text  # the throughput assumption is stated
+    assert any(line.startswith("warning: ETA") for line in out)
+
+
+def test_plan_on_gpus_packs_four_per_gpu(capsys):
+    assert main(["plan", "paper", "--num-cpus", "64", "--num-gpus", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "fit at once: 32 trials" in text and "TFLOP/s per GPU" in text
+
+
+def test_plan_demo_has_no_warning(capsys):
+    assert main(["plan", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 16" in out.splitlines() and "warning" not in out
+
+
+def test_trial_flops_scale_with_batch_and_pixels():
+    one = TrialConfig(model="resnet18", iterations=1)
+    assert trial_gflop(one) == pytest.approx(10.1)
+    assert trial_gflop(one.replace(batch_size=4)) == pytest.approx(40.4)
+    assert trial_gflop(one.replace(image_size=64)) == pytest.approx(40.4)
+    mnist = TrialConfig(dataset="mnist", iterations=1)
+    assert trial_gflop(mnist) == pytest.approx(0.3 * 784 / 1024)

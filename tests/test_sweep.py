@@ -1,0 +1,93 @@
+"""`dlgsweep run` on a real local Ray: rows, skip finished, rerun errored/missing, progress."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import file_states, trial_files
+
+from orchestrator.cli import main
+from orchestrator.schema import make_row
+from orchestrator.sink import SweepStore
+from orchestrator.spec import parse_yaml
+from orchestrator.sweep import SweepProgress, error_text
+from workloads.result import TrialResult
+
+
+@pytest.mark.slow
+def test_run_skips_finished_and_reruns_errored_and_missing(tiny_spec, results, capsys):
+    spec, path = tiny_spec(
+        "cli", grid={"seed": [0, 1], "activation": ["relu", "sigmoid"]},
+        resources={"cpu": 1, "gpu": 0.5},
+    )  # fmt: skip
+    argv = ["run", str(path), "--results", str(results), "--num-cpus", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "no GPU: dropping the request of 0.5 GPU" in out  # CPU fallback, announced
+    assert "4 to run" in out and "4/4 done" in out and "0 failed" in out
+
+    sweep_dir = results / "cli"
+    store = SweepStore(str(sweep_dir))
+    rows = store.read_rows().table.to_pylist()
+    assert sorted(r["trial_key"] for r in rows) == sorted(t.trial_key for t in spec.trials())
+    for row in rows:
+        assert row["status"] == "ok" and row["sweep"] == "cli" and row["device"] == "cpu"
+        assert row["host"] and row["node_id"] and row["attempt"] == 1
+        assert row["iterations"] == 5 and row["psnr_mean"] is not None
+        assert row["started_at"] <= row["finished_at"]
+    saved = parse_yaml((sweep_dir / "spec.yaml").read_text())
+    assert [t.trial_key for t in saved.trials()] == [t.trial_key for t in spec.trials()]
+
+    assert main(["status", str(sweep_dir), "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts == {"ok": 4, "diverged": 0, "error": 0, "missing": 0, "total": 4}
+
+    # nothing left to do: no Ray started, not one file touched
+    before = file_states(sweep_dir)
+    assert main(argv) == 0
+    assert "0 to run" in capsys.readouterr().out
+    assert file_states(sweep_dir) == before
+
+    # one trial errored, one never finished: exactly those two rerun
+    trials = spec.trials()
+    failed = make_row(trials[0], TrialResult(status="error", error="boom"), sweep="cli")
+    store.write_row(failed)
+    (sweep_dir / "trials" / f"{trials[1].trial_key}.parquet").unlink()
+    untouched = {k: v for k, v in file_states(sweep_dir).items() if k.startswith(
+        (trials[2].trial_key, trials[3].trial_key))}  # fmt: skip
+    assert main(["status", str(sweep_dir)]) == 0
+    status = capsys.readouterr().out
+    assert "1 x  boom" in status and "missing" in status
+
+    assert main(argv) == 0
+    assert "2 to run" in capsys.readouterr().out
+    after = file_states(sweep_dir)
+    assert {k: after[k] for k in untouched} == untouched
+    assert len(trial_files(sweep_dir)) == 4
+    assert set(store.statuses().values()) == {"ok"}
+
+
+def test_progress_line_counts_and_eta():
+    lines: list[str] = []
+    progress = SweepProgress(total=10, already=2, say=lines.append, interval=0)
+    assert "2/10 done | 0 running | 0 failed | 8 left | ETA --" in progress.line()
+    for trial in "abc":
+        progress.started_trial(trial)
+    progress.result("a", "ok")
+    progress.finished_trial("a", errored=False)
+    progress.finished_trial("b", errored=True)
+    progress.retried("c")
+    line = progress.line()
+    assert "3/10 done | 0 running | 1 failed | 6 left | 1 retried | ETA " in line
+    assert "ETA --" not in line
+    assert lines  # shown on change
+
+
+def test_error_text_is_one_groupable_line():
+    class Wrapped(Exception):
+        cause = ValueError("dataset: bad\nTraceback ...")
+
+    assert error_text(Wrapped("ray noise")) == "ValueError: dataset: bad"
+    assert error_text(RuntimeError("x" * 900)).startswith("RuntimeError: xxx")
+    assert len(error_text(RuntimeError("x" * 900))) == 500
