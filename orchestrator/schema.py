@@ -99,12 +99,28 @@ def make_row(
     row: dict[str, Any] = {"sweep": sweep, "trial_key": config.trial_key}
     row.update(config.to_dict())
     for name in (
-        "status", "error", "label_strategy_used", "psnr_mean", "psnr_min", "psnr_max",
-        "ssim_mean", "label_accuracy", "grad_loss_final", "iterations_run", "best_iteration",
-        "wall_seconds", "seconds_per_iteration", "device", "true_labels", "predicted_labels",
-        "grad_zero_fraction", "grad_kernel_norms", "curve_iteration", "curve_grad_loss",
+        "status",
+        "error",
+        "label_strategy_used",
+        "psnr_mean",
+        "psnr_min",
+        "psnr_max",
+        "ssim_mean",
+        "label_accuracy",
+        "grad_loss_final",
+        "iterations_run",
+        "best_iteration",
+        "wall_seconds",
+        "seconds_per_iteration",
+        "device",
+        "true_labels",
+        "predicted_labels",
+        "grad_zero_fraction",
+        "grad_kernel_norms",
+        "curve_iteration",
+        "curve_grad_loss",
         "curve_psnr",
-    ):  # fmt: skip
+    ):
         row[name] = getattr(result, name)
     row["host"] = host or socket.gethostname()
     row["node_id"] = node_id

@@ -131,6 +131,11 @@ def to_tensor(images: np.ndarray, image_size: int = 0) -> torch.Tensor:
     """uint8 (B, H, W, C) -> float (B, C, H, W) in [0, 1], resized when image_size > 0."""
     batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
     if image_size and image_size != batch.shape[-1]:
-        batch = F.interpolate(batch, size=(image_size, image_size), mode="bilinear",
-                              antialias=True, align_corners=False).clamp(0, 1)  # fmt: skip
+        batch = F.interpolate(
+            batch,
+            size=(image_size, image_size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        ).clamp(0, 1)
     return batch

@@ -64,11 +64,21 @@ def ssim(reconstruction: torch.Tensor, ground_truth: torch.Tensor) -> np.ndarray
     gt = ground_truth.cpu().double().numpy()
     side = min(gt.shape[-2:])
     window = min(7, side if side % 2 else side - 1)
-    return np.array([
-        structural_similarity(g, r, data_range=1.0, channel_axis=0, gaussian_weights=True,
-                              sigma=1.5, use_sample_covariance=False, win_size=window)
-        for g, r in zip(gt, rec)
-    ])  # fmt: skip
+    return np.array(
+        [
+            structural_similarity(
+                g,
+                r,
+                data_range=1.0,
+                channel_axis=0,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                win_size=window,
+            )
+            for g, r in zip(gt, rec)
+        ]
+    )
 
 
 def score(

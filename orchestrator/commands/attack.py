@@ -1,0 +1,93 @@
+"""`dlgsweep attack`: one attack, no Ray. Flags are the trial's fields (`--init-method ...`).
+
+Writes `ground_truth.png`, `reconstruction.png`, `convergence.gif` (the reconstruction
+converging: the seed study's video) and `result.json` (one row of the results schema, no image
+bytes) into `--out`, and prints the metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+from workloads.config import CHOICES, TrialConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "attack", help="run one attack locally (no Ray)", description=__doc__.splitlines()[0]
+    )
+    defaults = TrialConfig()
+    for field in fields(TrialConfig):
+        allowed = CHOICES.get(field.name)
+        hint = f" ({' | '.join(allowed)})" if allowed else ""
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=field.name,
+            default=None,
+            metavar=field.name.upper(),
+            help=f"default {getattr(defaults, field.name)!r}{hint}",
+        )
+    parser.add_argument("--out", default="attack-out", help="output folder (default attack-out)")
+    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda if present)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.schema import json_row, make_row
+    from workloads.trial import resolve_device, run_trial
+
+    raw = {f.name: getattr(args, f.name) for f in fields(TrialConfig)}
+    config = TrialConfig.from_dict({k: v for k, v in raw.items() if v is not None})
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    device = resolve_device(args.device)
+    if device == "cpu":
+        print("device: cpu (no CUDA device available or requested)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    result = run_trial(config, device, keep_frames=True)
+    row = make_row(config, result, sweep="attack", with_images=False)
+    (out / "result.json").write_text(json.dumps(json_row(row), indent=2) + "\n")
+    if result.status == "error":
+        print(f"error: {result.error}")
+        return 1
+    _write_images(out, result)
+    print(
+        f"{config.model} {config.activation} {config.init_method} B={config.batch_size} "
+        f"seed={config.seed} on {result.device}: status {result.status}\n"
+        f"  PSNR mean {result.psnr_mean:.2f} dB (min {result.psnr_min:.2f}, max "
+        f"{result.psnr_max:.2f}), SSIM {result.ssim_mean:.3f}\n"
+        f"  labels {result.predicted_labels} (true {result.true_labels}), "
+        f"label accuracy {result.label_accuracy:.2f} [{result.label_strategy_used}]\n"
+        f"  gradient loss {result.grad_loss_final:.3g} at iteration {result.best_iteration}, "
+        f"{result.iterations_run} iterations, "
+        f"{1000 * result.seconds_per_iteration:.1f} ms/iteration\n"
+        f"  wrote {out}/ground_truth.png, reconstruction.png, convergence.gif, result.json"
+    )
+    return 0
+
+
+def _write_images(out: Path, result) -> None:
+    from PIL import Image
+
+    from orchestrator.schema import batch_png
+
+    (out / "ground_truth.png").write_bytes(batch_png(result.ground_truth))
+    (out / "reconstruction.png").write_bytes(batch_png(result.reconstruction))
+    frames = [Image.open(_png_stream(batch_png(frame))) for frame in result.frames]
+    if frames:
+        scale = max(1, 128 // frames[0].height)  # tiny CIFAR images: enlarge for viewing
+        frames = [f.resize((f.width * scale, f.height * scale), Image.NEAREST) for f in frames]
+        frames[0].save(
+            out / "convergence.gif", save_all=True, append_images=frames[1:], duration=80, loop=0
+        )
+
+
+def _png_stream(data: bytes):
+    import io
+
+    return io.BytesIO(data)
