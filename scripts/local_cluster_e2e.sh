@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# End-to-end check of the cluster launcher path on one machine, for real:
+#   an sshd on loopback (its own port, host key and client key, root login by that key only),
+#   `ray up` of orchestrator/cluster/local.yaml (Ray's `local` provider) with the head on
+#   127.0.0.3 and a worker on 127.0.0.2 that the head's autoscaler starts over SSH (not 127.0.0.1:
+#   `ray start` turns a node IP of 127.0.0.1 into the host's LAN address, which the autoscaler
+#   then cannot match to head_ip),
+#   a Ray job importing the package on both nodes, a small sweep submitted with
+#   `ray job submit -- dlgsweep run ...`, its rows checked with `dlgsweep status --json`,
+#   then everything it started ended by pid (no `ray stop` / `ray down`: on a shared machine those
+#   stop every Ray process of the user).
+#
+# Usage: scripts/local_cluster_e2e.sh            (as root: it runs sshd and may apt-get install)
+# Env:   DLGSWEEP_VENV  venv holding dlgsweep + ray[default] (default: $VIRTUAL_ENV, else
+#                       <repo>/.venv)
+#        KEEP_E2E_DIR=1 keep the temp dir (logs, rendered config, results) after the run
+# Exit:  0 when every step passed, non-zero otherwise; cleanup runs either way.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${DLGSWEEP_VENV:-${VIRTUAL_ENV:-$REPO/.venv}}"
+PY="$VENV/bin/python"
+RAY="$VENV/bin/ray"
+DLGSWEEP="$VENV/bin/dlgsweep"
+HELPER=("$PY" "$REPO/scripts/local_cluster_helper.py")
+T0=$(date +%s)
+
+log() { printf '[e2e %4ss] %s\n' "$(($(date +%s) - T0))" "$*"; }
+die() { log "FAIL: $*"; exit 1; }
+
+for exe in "$PY" "$RAY" "$DLGSWEEP"; do
+  [[ -x "$exe" ]] || die "$exe missing: set DLGSWEEP_VENV to a venv with dlgsweep installed"
+done
+
+# --- prerequisites: sshd, ssh, rsync (ray up syncs files), nc (waiting for sshd) ---
+need=()
+[[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v rsync >/dev/null || need+=(rsync)
+command -v nc >/dev/null || need+=(netcat-openbsd)
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  [[ $(id -u) == 0 ]] || die "need root to apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+[[ $(id -u) == 0 ]] || die "run as root: the loopback sshd logs in as the invoking user by key"
+
+# --- scratch space, tag, ports ---
+E2E="$(mktemp -d /tmp/dlge2e.XXXXXX)"  # short: Ray's unix socket paths live under it
+TAG="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+SSHD_PID=""
+mkdir -p "$E2E"/{ssh,home,logs,c,n}
+chmod 700 "$E2E/ssh"
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  log "cleanup (exit status so far: $rc)"
+  local pids=()
+  [[ -n "$SSHD_PID" ]] && pids+=(--pid "$SSHD_PID")
+  if ! "${HELPER[@]}" kill --tag "$TAG" --cluster-name "dlgsweep-e2e-$TAG" "${pids[@]}"; then
+    log "cleanup: some tagged processes survived"
+    ((rc == 0)) && rc=1
+  fi
+  if ((rc != 0)); then
+    for f in "$E2E"/logs/*.log; do
+      [[ -f "$f" ]] || continue
+      echo "----- tail $f"
+      tail -n 40 "$f"
+    done
+    for f in "$E2E"/h/session_latest/logs/monitor.{out,err,log}; do
+      [[ -f "$f" ]] && { echo "----- tail $f"; tail -n 40 "$f"; }
+    done
+  fi
+  if [[ "${KEEP_E2E_DIR:-0}" == 1 ]]; then
+    log "kept $E2E"
+  else
+    rm -rf "$E2E"
+  fi
+  log "done: $([[ $rc == 0 ]] && echo PASSED || echo "FAILED ($rc)")"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PORTS="$("${HELPER[@]}" ports)" || die "no free port slot"
+eval "$PORTS"
+log "tag $TAG, dir $E2E, port slot $SLOT (ssh $SSH_PORT, gcs $GCS_PORT, dashboard $DASHBOARD_PORT)"
+
+# --- sshd on the two node addresses, this run's keys only ---
+HEAD_IP=127.0.0.3
+WORKER_IP=127.0.0.2
+ssh-keygen -q -t ed25519 -N '' -C "dlgsweep-e2e-host" -f "$E2E/ssh/host_key"
+ssh-keygen -q -t ed25519 -N '' -C "dlgsweep-e2e-$TAG" -f "$E2E/ssh/id"
+printf 'from="127.0.0.0/8",no-agent-forwarding,no-X11-forwarding %s\n' \
+  "$(cat "$E2E/ssh/id.pub")" >"$E2E/ssh/authorized_keys"
+cat >"$E2E/ssh/sshd_config" <<EOF
+ListenAddress $HEAD_IP:$SSH_PORT
+ListenAddress $WORKER_IP:$SSH_PORT
+HostKey $E2E/ssh/host_key
+PidFile $E2E/ssh/sshd.pid
+AuthorizedKeysFile $E2E/ssh/authorized_keys
+AllowUsers $(id -un)
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+X11Forwarding no
+AllowAgentForwarding no
+MaxSessions 64
+MaxStartups 64
+# Every process started over these sessions (the Ray nodes) carries the tag, for cleanup by pid;
+# HOME and RAY_TMPDIR keep ~/ray_bootstrap_*, ~/.bashrc, ~/.ray and /tmp/ray of the "nodes" inside
+# this run's directory instead of the real home and /tmp/ray.
+SetEnv DLGSWEEP_E2E_TAG=$TAG HOME=$E2E/home RAY_TMPDIR=$E2E/n RAY_AUTH_MODE=disabled
+EOF
+mkdir -p /run/sshd
+/usr/sbin/sshd -D -e -f "$E2E/ssh/sshd_config" >"$E2E/logs/sshd.log" 2>&1 &
+SSHD_PID=$!
+for _ in $(seq 50); do
+  nc -z "$WORKER_IP" "$SSH_PORT" 2>/dev/null && break
+  kill -0 "$SSHD_PID" 2>/dev/null || die "sshd exited: $(cat "$E2E/logs/sshd.log")"
+  sleep 0.2
+done
+nc -z "$HEAD_IP" "$SSH_PORT" || die "sshd not listening on $HEAD_IP:$SSH_PORT"
+# Ray's cluster launcher has no SSH port setting, and the head drops ssh_proxy_command when it
+# starts workers, so every `ssh` of this run (ray up here, the head's autoscaler there) goes
+# through a wrapper that reads this run's client config: port and key for the two loopback nodes.
+mkdir -p "$E2E/bin"
+cat >"$E2E/ssh/ssh_config" <<EOF
+Host $HEAD_IP $WORKER_IP
+  Port $SSH_PORT
+  IdentityFile $E2E/ssh/id
+  IdentitiesOnly yes
+  BatchMode yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+EOF
+printf '#!/bin/sh\nexec %s -F %s "$@"\n' "$(command -v ssh)" "$E2E/ssh/ssh_config" >"$E2E/bin/ssh"
+chmod +x "$E2E/bin/ssh"
+export PATH="$E2E/bin:$PATH"
+for ip in "$HEAD_IP" "$WORKER_IP"; do
+  ssh "$(id -un)@$ip" true || die "ssh to $ip:$SSH_PORT with the e2e key failed"
+done
+log "sshd $SSHD_PID listening on $HEAD_IP:$SSH_PORT and $WORKER_IP:$SSH_PORT"
+
+# --- the cluster config: orchestrator/cluster/local.yaml, ports/IPs/auth for this host ---
+CFG="$E2E/cluster.yaml"
+"${HELPER[@]}" render --template "$REPO/orchestrator/cluster/local.yaml" --out "$CFG" \
+  --key "$E2E/ssh/id" --user "$(id -un)" --venv "$VENV" --tmp "$E2E" --tag "$TAG" \
+  --head-ip "$HEAD_IP" --worker-ip "$WORKER_IP"
+
+# client-side Ray state (cluster-<name>.state, the ray-config cache) goes under $E2E/c too
+export RAY_TMPDIR="$E2E/c" RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
+export DLGSWEEP_E2E_TAG="$TAG"  # ray up's ssh control masters carry it too (cleanup by tag)
+DASH="http://127.0.0.1:$DASHBOARD_PORT"
+
+t=$(date +%s)
+log "ray up (head $HEAD_IP, worker $WORKER_IP via the head's autoscaler)"
+timeout 300 "$RAY" up -y --no-config-cache "$CFG" >"$E2E/logs/ray_up.log" 2>&1 \
+  || die "ray up failed (see ray_up.log below)"
+T_UP=$(($(date +%s) - t))
+log "ray up done in ${T_UP}s"
+
+t=$(date +%s)
+"${HELPER[@]}" wait --address "$DASH" --ips "$HEAD_IP,$WORKER_IP" --timeout 240 \
+  || die "the worker never joined"
+T_WORKER=$(($(date +%s) - t))
+log "2 nodes alive ${T_WORKER}s after ray up returned"
+
+# --- a job that imports the package on each node ---
+t=$(date +%s)
+timeout 300 "$RAY" job submit --address "$DASH" --submission-id "e2e-probe-$TAG" -- \
+  python "$REPO/scripts/local_cluster_helper.py" probe --ips "$HEAD_IP,$WORKER_IP" \
+  >"$E2E/logs/job_probe.log" 2>&1 || die "probe job failed (see job_probe.log)"
+grep '^probe' "$E2E/logs/job_probe.log"
+T_PROBE=$(($(date +%s) - t))
+
+# --- a small sweep through the README's path: ray job submit -- dlgsweep run ---
+SPEC="$E2E/spec.yaml"
+cat >"$SPEC" <<'EOF'
+name: e2e-cluster
+grid:
+  seed: [0, 1]
+  activation: [relu, sigmoid]
+fixed: {dataset: cifar10, model: mcmahan_cnn, batch_size: 1, init_method: xavier_normal}
+attack: {optimizer: adam, lr: 0.1, loss: cosine, iterations: 5, label_strategy: idlg}
+resources: {cpu: 1, gpu: 0}
+EOF
+RESULTS="$E2E/results"
+t=$(date +%s)
+log "ray job submit -- dlgsweep run (4 trials, 1 CPU each, 1 CPU per node)"
+timeout 600 "$RAY" job submit --address "$DASH" --submission-id "e2e-sweep-$TAG" -- \
+  dlgsweep run "$SPEC" --results "$RESULTS" --address auto \
+  >"$E2E/logs/job_sweep.log" 2>&1 || die "sweep job failed (see job_sweep.log)"
+T_SWEEP=$(($(date +%s) - t))
+grep '^\[dlgsweep\]' "$E2E/logs/job_sweep.log" | tail -n 3
+"$DLGSWEEP" status "$RESULTS/e2e-cluster" --json >"$E2E/status.json" \
+  || die "dlgsweep status failed: $(cat "$E2E/status.json")"
+"${HELPER[@]}" check --status-json "$E2E/status.json" --sweep-dir "$RESULTS/e2e-cluster" \
+  --expect 4 --min-nodes 2 || die "sweep results check failed"
+
+log "timings: ray up ${T_UP}s, worker join ${T_WORKER}s, probe job ${T_PROBE}s, sweep job ${T_SWEEP}s"
+log "tearing down"
