@@ -57,21 +57,42 @@ class Difference:
 
 
 def paired_differences(
-    rows: pl.DataFrame, field: str, a: str, b: str, value: str = "psnr_mean"
+    rows: pl.DataFrame,
+    field: str,
+    a: str,
+    b: str,
+    value: str = "psnr_mean",
+    ignore: tuple[str, ...] = (),
 ) -> np.ndarray:
-    """value(a) - value(b) for trials identical in every other config field (seed included)."""
-    keys = [c for c in CONFIG_FIELDS if c != field and c in rows.columns]
-    side_a = rows.filter(pl.col(field) == a).select(*keys, pl.col(value).alias("a"))
-    side_b = rows.filter(pl.col(field) == b).select(*keys, pl.col(value).alias("b"))
-    pairs = side_a.join(side_b, on=keys, how="inner", nulls_equal=True)
+    """value(a) - value(b) for trials equal in every other config field (seed included).
+
+    Fields in `ignore` are left out of the match (a derived `field` such as init family x
+    activation); trials that then share a key are averaged first, so each key is one pair.
+    """
+    keys = [c for c in CONFIG_FIELDS if c != field and c not in ignore and c in rows.columns]
+
+    def side(level: str, name: str) -> pl.DataFrame:
+        part = rows.filter(pl.col(field) == level)
+        if not keys:
+            return part.select(pl.col(value).alias(name))
+        return part.group_by(keys).agg(pl.col(value).mean().alias(name))
+
+    if not keys:
+        return np.array([])
+    pairs = side(a, "a").join(side(b, "b"), on=keys, how="inner", nulls_equal=True)
     return (pairs["a"] - pairs["b"]).to_numpy()
 
 
 def difference(
-    rows: pl.DataFrame, field: str, a: str, b: str, value: str = "psnr_mean"
+    rows: pl.DataFrame,
+    field: str,
+    a: str,
+    b: str,
+    value: str = "psnr_mean",
+    ignore: tuple[str, ...] = (),
 ) -> Difference:
     """value(field=a) - value(field=b), paired on every other config field where possible."""
-    pairs = paired_differences(rows, field, a, b, value)
+    pairs = paired_differences(rows, field, a, b, value, ignore)
     if len(pairs) >= 2:
         mean, low, high, n = interval(pairs.tolist())
         return Difference(mean, low, high, n, True)
@@ -130,7 +151,10 @@ def init_activation_order(rows: pl.DataFrame) -> Finding:
     if missing:
         return Finding(claim, f"no trials for {', '.join(missing)}", NOT_ENOUGH, 0)
     means = [_mean_text(cells.filter(pl.col("cell") == n), n) for n in names]
-    steps = [difference(cells, "cell", hi, lo) for lo, hi in zip(names, names[1:])]
+    steps = [
+        difference(cells, "cell", hi, lo, ignore=("init_method", "activation"))
+        for lo, hi in zip(names, names[1:])
+    ]
     verdicts = [_verdict(step, +1) for step in steps]
     step_text = "; ".join(
         f"{hi} - {lo} {step.text()}" for (lo, hi), step in zip(zip(names, names[1:]), steps)

@@ -1,11 +1,11 @@
 """Fixtures for the analysis tests: a small real sweep, its report, and a headless browser.
 
-The sweep is real: every row comes from `workloads.trial.run_trial` (a real attack, few
-iterations) through `orchestrator.schema.make_row`, written as one Parquet file per trial in the
-results layout (`<results>/<sweep>/trials/<trial_key>.parquet`, `spec.yaml` beside it). It spans
-what each chart studies: two seeds, two inits, ReLU/sigmoid, batch 1/2, pruning, two models, BN
-train/eval, two label strategies, Gaussian noise, and one genuinely failing trial (an empty image
-folder), so every chart and every finding has data. Built once per session (about a minute).
+The sweep is real. Its grid (the seed's axes in miniature: 2 seeds x 2 inits x ReLU/sigmoid x
+batch 1/2 x pruning = 32 McMahan-CNN trials, 6 iterations) runs through `dlgsweep run`'s engine,
+`orchestrator.sweep.run_sweep`, on a local Ray (2 CPUs); 11 extra trials (ResNet-18, BN
+train/eval, oracle labels, Gaussian noise, and one genuinely failing trial: an empty image
+folder) run through `run_trial` and the same sink into the same sweep folder, so every chart and
+every finding has data. Built once per session (one to two minutes on 2 cores).
 
 Import the fixtures into a test module: `from tests.analysis_fixtures import small_sweep`.
 """
@@ -19,10 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.schema import make_row, row_table
 from workloads.config import TrialConfig
 from workloads.trial import run_trial
 
@@ -30,18 +28,29 @@ SWEEP = "mini"
 BASE = {"dataset": "cifar10", "iterations": 6, "curve_points": 4, "init_gain": "seed"}
 
 
-def small_sweep_configs(empty_folder: Path) -> list[dict]:
-    """The trials of the test sweep (45 configs, each a few seconds at most on a laptop)."""
-    configs = [
-        {"seed": s, "init_method": i, "activation": a, "batch_size": b, "prune": p}
-        for s, i, a, b, p in itertools.product(
-            (0, 1), ("xavier_normal", "kaiming_normal"), ("relu", "sigmoid"), (1, 2),
-            ("none", "small"),
-        )
-    ]  # fmt: skip
-    configs += [  # ResNet-18 is slow on CPU: two iterations are enough for a row
-        {"seed": s, "model": "resnet18", "init_method": i, "activation": "relu", "iterations": 2}
-        for s, i in itertools.product((0, 1), ("xavier_normal", "kaiming_normal"))
+GRID = {
+    "seed": [0, 1],
+    "init_method": ["xavier_normal", "kaiming_normal"],
+    "activation": ["relu", "sigmoid"],
+    "batch_size": [1, 2],
+    "prune": ["none", "small"],
+}
+
+
+def spec_yaml(sweep: str) -> str:
+    """The sweep's spec: the seed's grid in miniature (32 trials of the McMahan CNN)."""
+    grid = "".join(f"  {axis}: [{', '.join(map(str, values))}]\n" for axis, values in GRID.items())
+    return (
+        f"name: {sweep}\ngrid:\n{grid}"
+        "fixed: {dataset: cifar10, model: mcmahan_cnn, init_gain: seed, curve_points: 4}\n"
+        "attack: {iterations: 6}\nresources: {cpu: 1, gpu: 0}\nretries: 0\n"
+    )
+
+
+def extra_configs(empty_folder: Path) -> list[dict]:
+    """Rows beyond the grid, for the charts the grid does not cover (11 trials)."""
+    configs = [  # ResNet-18 is slow on CPU: two iterations are enough for a row
+        {"seed": s, "model": "resnet18", "activation": "relu", "iterations": 2} for s in (0, 1)
     ]
     configs += [
         {"seed": s, "norm": "batch", "bn_mode": m}
@@ -53,42 +62,31 @@ def small_sweep_configs(empty_folder: Path) -> list[dict]:
     return [{**BASE, **c} for c in configs]
 
 
-def spec_yaml(sweep: str) -> str:
-    """A spec naming part of the grid; the report counts expected vs present trials from it."""
-    return (
-        f"name: {sweep}\n"
-        "grid:\n  seed: [0, 1]\n  init_method: [xavier_normal, kaiming_normal]\n"
-        "  activation: [relu, sigmoid]\n  batch_size: [1, 2]\n  prune: [none, small]\n"
-        "fixed: {dataset: cifar10, model: mcmahan_cnn, init_gain: seed, curve_points: 4}\n"
-        "attack: {iterations: 6}\n"
-    )
-
-
-def write_row(results: Path, sweep: str, config: TrialConfig, result) -> Path:
-    """Write one row the way the sink does: temp file, then rename."""
-    trials = results / sweep / "trials"
-    trials.mkdir(parents=True, exist_ok=True)
-    path = trials / f"{config.trial_key}.parquet"
-    temp = trials / f".{config.trial_key}.parquet.tmp"
-    pq.write_table(row_table(make_row(config, result, sweep=sweep)), temp)
-    os.replace(temp, path)
-    return path
-
-
 def build_small_sweep(results: Path, sweep: str = SWEEP) -> Path:
-    """Run the test sweep's trials for real and write their rows; returns the sweep folder."""
-    empty = results / "empty_image_folder"
+    """Run the test sweep for real; returns the sweep folder `<results>/<sweep>`.
+
+    The grid goes through `orchestrator.sweep.run_sweep` (a local Ray Tune sweep, 2 CPUs); the
+    extra trials run through `run_trial` and the same sink (`SweepStore.write_row`).
+    """
+    from orchestrator.schema import make_row
+    from orchestrator.sink import SweepStore
+    from orchestrator.spec import parse_yaml
+    from orchestrator.sweep import run_sweep
+
+    spec = parse_yaml(spec_yaml(sweep))
+    run_sweep(spec, str(results), num_cpus=2, num_gpus=0, say=lambda *_: None)
+    store = SweepStore.of(str(results), sweep)
+    empty = results.parent / f"{results.name}-empty-image-folder"
     empty.mkdir(parents=True, exist_ok=True)
-    for raw in small_sweep_configs(empty):
+    for raw in extra_configs(empty):
         config = TrialConfig.from_dict(raw)
-        write_row(results, sweep, config, run_trial(config, device="cpu"))
-    (results / sweep / "spec.yaml").write_text(spec_yaml(sweep))
+        store.write_row(make_row(config, run_trial(config, device="cpu"), sweep=sweep))
     return results / sweep
 
 
 @pytest.fixture(scope="session")
 def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`<results>/mini`: a real small sweep (45 trials, one of them an error row)."""
+    """`<results>/mini`: a real small sweep (43 trials, one of them an error row)."""
     cached = os.environ.get("DLGSWEEP_TEST_SWEEP")  # local iteration only: reuse a built sweep
     if cached and (Path(cached) / "trials").is_dir():
         target = tmp_path_factory.mktemp("results") / SWEEP
