@@ -159,9 +159,10 @@ class SweepStore:
     def read_rows(self, columns: list[str] | None = None) -> Rows:
         """Every readable trial row, in SCHEMA; unreadable or foreign files are skipped."""
         tables, skipped = [], []
+        wanted = None if columns is None else list(dict.fromkeys(["trial_key", *columns]))
         for path in self.trial_files():
             try:
-                table = pq.read_table(path, filesystem=self.fs, columns=columns)
+                table = pq.read_table(path, filesystem=self.fs, columns=wanted)
             except (pa.ArrowException, OSError) as exc:
                 skipped.append(f"{path}: unreadable ({str(exc).splitlines()[0][:120]})")
                 continue
@@ -172,7 +173,7 @@ class SweepStore:
             if table.column("trial_key")[0].as_py() != stem:
                 skipped.append(f"{path}: trial_key does not match the file name")
                 continue
-            tables.append(table)
+            tables.append(table if columns is None else table.select(columns))
         schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
         if not tables:
             return Rows(schema.empty_table(), skipped)

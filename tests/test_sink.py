@@ -38,6 +38,8 @@ def test_row_lands_at_trial_key_in_the_schema(tmp_path):
     rows = store.read_rows()
     assert rows.skipped == [] and rows.table.num_rows == 1
     assert rows.table.column("psnr_mean")[0].as_py() == 20.0
+    some = store.read_rows(columns=["status", "psnr_mean"]).table
+    assert some.column_names == ["status", "psnr_mean"] and some.num_rows == 1
     assert rows.table.column("reconstruction_png")[0].as_py()[:4] == b"\x89PNG"
     assert list((tmp_path / "s" / ".staging").iterdir()) == []  # nothing left behind
 
