@@ -147,8 +147,13 @@ def reconstruct(
 
     gradient_loss = GRADIENT_LOSSES[settings.loss](shared_gradients)
     optimizer = OPTIMIZERS[settings.optimizer](variables, settings.lr)
-    best = {"loss": math.inf, "iteration": 0, "dummy": dummy.detach().clone(), "labels": None}
-    state = {"loss": math.inf, "diverged": False}
+    # Best-iterate bookkeeping stays on the device: no host sync per iteration (on a GPU a
+    # float(loss) every step stalls the queue). The host looks only every `observe_every` steps.
+    best_loss = torch.tensor(math.inf, device=device)
+    best_iteration = torch.tensor(0, device=device)
+    best_dummy = dummy.detach().clone()
+    best_labels = None if soft_labels is None else soft_labels.detach().clone()
+    step = {"iteration": 0, "loss": best_loss}
 
     def objective() -> torch.Tensor:
         logits = model(dummy)
@@ -163,52 +168,55 @@ def reconstruct(
         return loss
 
     def closure() -> torch.Tensor:
+        nonlocal best_loss, best_iteration
         optimizer.zero_grad(set_to_none=True)
         loss = objective()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            state["diverged"] = True
-            return loss.detach()
-        if value < best["loss"]:  # the iterate that produced this loss is `dummy` right now
-            best["loss"], best["iteration"] = value, state.get("iteration", 0)
-            best["dummy"] = dummy.detach().clone()
-            best["labels"] = None if soft_labels is None else soft_labels.detach().clone()
-        state["loss"] = value
+        value = loss.detach()
+        improved = value < best_loss  # NaN never improves: the best iterate stays finite
+        best_loss = torch.where(improved, value, best_loss)
+        best_iteration = torch.where(improved, step["iteration"], best_iteration)
+        best_dummy.copy_(torch.where(improved, dummy.detach(), best_dummy))
+        if best_labels is not None:
+            best_labels.copy_(torch.where(improved, soft_labels.detach(), best_labels))
+        step["loss"] = value
         grads = torch.autograd.grad(loss, variables)
         for variable, grad in zip(variables, grads):
             variable.grad = grad
         return loss
 
-    losses: list[float] = []
-    iterations_run = 0
+    losses: list[torch.Tensor] = []
+    iterations_run, diverged = 0, False
+    check_every = 1 if settings.stop != "iterations" else settings.observe_every
     for iteration in range(settings.iterations):
-        state["iteration"] = iteration
+        step["iteration"] = iteration
         last = iteration == settings.iterations - 1
         observe = observer is not None and (iteration % settings.observe_every == 0 or last)
         before_step = dummy.detach().clone() if observe else None
         optimizer.step(closure)  # evaluates the loss of the iterate as it was before the step
         iterations_run = iteration + 1
-        losses.append(state["loss"])
+        losses.append(step["loss"])
+        if not (observe or last or iteration % check_every == 0):
+            continue
+        loss_now = float(step["loss"])  # the one host sync every few iterations
         if before_step is not None:
-            observer(iteration, state["loss"], before_step)
-        if state["diverged"] or not torch.isfinite(dummy).all():
-            state["diverged"] = True
+            observer(iteration, loss_now, before_step)
+        if not math.isfinite(loss_now) or not torch.isfinite(dummy).all():
+            diverged = True
             break
-        if _should_stop(settings, state["loss"], iteration, best["iteration"]):
+        if _should_stop(settings, loss_now, iteration, int(best_iteration)):
             break
 
     final_labels = labels
-    if soft_labels is not None:
-        chosen = best["labels"] if best["labels"] is not None else soft_labels.detach()
-        final_labels = chosen.argmax(dim=-1)
+    if best_labels is not None:
+        final_labels = best_labels.argmax(dim=-1)
     return AttackOutcome(
-        reconstruction=best["dummy"],
+        reconstruction=best_dummy,
         labels=final_labels.detach().cpu(),
-        best_loss=best["loss"],
-        best_iteration=best["iteration"],
+        best_loss=float(best_loss),
+        best_iteration=int(best_iteration),
         iterations_run=iterations_run,
-        diverged=bool(state["diverged"]),
-        losses=losses,
+        diverged=diverged,
+        losses=[float(v) for v in torch.stack(losses).cpu()] if losses else [],
     )
 
 

@@ -1,0 +1,175 @@
+"""Attack speed: dlgsweep's gradient-matching loop against the plain DLG loop, side by side.
+
+The plain loop is the one every DLG repository writes (Zhu et al.'s and iDLG's reference code):
+
+    optimizer.zero_grad()
+    dummy_grads = autograd.grad(loss(model(dummy), labels), model.parameters(), create_graph=True)
+    grad_diff = distance(dummy_grads, shared); grad_diff.backward(); optimizer.step()
+
+Both run the same model, shared gradient, loss (cosine), optimizer (Adam 0.1) and dummy
+initialisation, interleaved in one process, best of `--repeats`. Printed: iterations per second
+and the ratio (ours / plain; above 1 = faster). `--profile` adds where the time goes: the share
+of one iteration spent in the forward pass, the first (create_graph) backward, the gradient
+distance and the double backward.
+
+    python bench/bench_attack.py                     # all models, batch 1, 4, 16 (CPU: minutes)
+    python bench/bench_attack.py --models mcmahan_cnn --batches 1 4 --device cuda --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import time
+
+import torch
+from torch.nn import functional as F
+
+from workloads.attack import AttackSettings, reconstruct
+from workloads.client import client_gradients
+from workloads.data import load_pool, to_tensor
+from workloads.models import create_model
+
+# iterations per timing run, scaled so a CPU run stays in minutes
+ITERATIONS = {"mcmahan_cnn": 40, "resnet18": 6, "lenet_zhu": 60}
+
+
+def setup(model_name: str, batch: int, device: str):
+    pool = load_pool("cifar10")
+    images = to_tensor(pool.images[:batch]).to(device)
+    labels = torch.from_numpy(pool.labels[:batch]).to(device)
+    torch.manual_seed(0)
+    model = create_model(
+        model_name,
+        channels=3,
+        side=32,
+        num_classes=10,
+        activation="sigmoid",
+        init_method="xavier_normal",
+    ).to(device)
+    shared = client_gradients(copy.deepcopy(model), images, labels, "eval")
+    return model, shared, labels, tuple(images.shape)
+
+
+def plain_loop(model, shared, labels, shape, iterations: int, device: str) -> None:
+    dummy = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    dummy.requires_grad_(True)
+    optimizer = torch.optim.Adam([dummy], lr=0.1)
+    for _ in range(iterations):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(dummy), labels)
+        dummy_grads = torch.autograd.grad(loss, model.parameters(), create_graph=True)
+        dot, dummy_norm, shared_norm = 0, 0, 0
+        for gx, gy in zip(dummy_grads, shared):
+            dot += (gx * gy).sum()
+            dummy_norm += gx.pow(2).sum()
+            shared_norm += gy.pow(2).sum()
+        grad_diff = 1 - dot / (dummy_norm.sqrt() * shared_norm.sqrt())
+        grad_diff.backward()
+        optimizer.step()
+    _sync(device)
+
+
+def ours(model, shared, labels, shape, iterations: int, device: str) -> None:
+    settings = AttackSettings(iterations=iterations, observe_every=iterations)
+    reconstruct(
+        model,
+        shared,
+        input_shape=shape,
+        num_classes=10,
+        labels=labels,
+        bn_mode="eval",
+        settings=settings,
+        generator=torch.Generator().manual_seed(0),
+    )
+    _sync(device)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def profile(model, shared, labels, shape, iterations: int, device: str) -> dict[str, float]:
+    """Seconds per phase of one gradient-matching iteration (synchronised between phases)."""
+    dummy = torch.rand(shape).to(device).requires_grad_(True)
+    phases = dict.fromkeys(
+        ["forward", "backward (create_graph)", "distance", "double backward"], 0.0
+    )
+    params = list(model.parameters())
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(dummy), labels)
+        _sync(device)
+        t1 = time.perf_counter()
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        _sync(device)
+        t2 = time.perf_counter()
+        dot = sum((g * s).sum() for g, s in zip(grads, shared))
+        norm = torch.sqrt(sum((g * g).sum() for g in grads))
+        distance = 1 - dot / norm
+        _sync(device)
+        t3 = time.perf_counter()
+        torch.autograd.grad(distance, [dummy])
+        _sync(device)
+        t4 = time.perf_counter()
+        for key, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            phases[key] += seconds
+    total = sum(phases.values())
+    return {key: value / total for key, value in phases.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(ITERATIONS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the iteration counts")
+    parser.add_argument("--profile", action="store_true", help="add the per-phase breakdown")
+    args = parser.parse_args()
+    device = args.device
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
+    print(
+        f"device: {device} ({name or platform.machine()}), torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}"
+    )
+    header = (
+        f"{'model':<12} {'batch':>5} {'iters':>5} {'plain it/s':>11} {'ours it/s':>10} {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    breakdowns = []
+    for model_name in args.models:
+        for batch in args.batches:
+            iterations = max(2, round(ITERATIONS[model_name] * args.scale / max(1, batch / 4)))
+            state = setup(model_name, batch, device)
+            ours(*state, 2, device)  # warm-up: allocator, kernels, thread pools
+            plain_loop(*state, 2, device)
+            plain_best = ours_best = float("inf")
+            for _ in range(args.repeats):
+                plain_best = min(plain_best, timed(plain_loop, *state, iterations, device))
+                ours_best = min(ours_best, timed(ours, *state, iterations, device))
+            plain_rate, ours_rate = iterations / plain_best, iterations / ours_best
+            print(
+                f"{model_name:<12} {batch:>5} {iterations:>5} {plain_rate:>11.2f} "
+                f"{ours_rate:>10.2f} {ours_rate / plain_rate:>6.2f}"
+            )
+            if args.profile:
+                breakdowns.append((model_name, batch, profile(*state, iterations, device)))
+    if breakdowns:
+        print("\nwhere one iteration's time goes (share of the four phases):")
+        for model_name, batch, shares in breakdowns:
+            parts = ", ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items())
+            print(f"  {model_name} B={batch}: {parts}")
+
+
+if __name__ == "__main__":
+    main()
