@@ -84,29 +84,41 @@ def build_small_sweep(results: Path, sweep: str = SWEEP) -> Path:
     return results / sweep
 
 
+# Each test module imports these fixtures, and pytest keeps one cache per importing module even
+# for a session fixture: this dict makes the sweep and its report really once per session.
+_SESSION: dict[str, object] = {}
+
+
 @pytest.fixture(scope="session")
 def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`<results>/mini`: a real small sweep (43 trials, one of them an error row)."""
-    cached = os.environ.get("DLGSWEEP_TEST_SWEEP")  # local iteration only: reuse a built sweep
-    if cached and (Path(cached) / "trials").is_dir():
-        target = tmp_path_factory.mktemp("results") / SWEEP
-        shutil.copytree(cached, target)
-        return target
-    return build_small_sweep(tmp_path_factory.mktemp("results"))
+    if "sweep" not in _SESSION:
+        cached = os.environ.get("DLGSWEEP_TEST_SWEEP")  # local iteration only: reuse a sweep
+        if cached and (Path(cached) / "trials").is_dir():
+            target = tmp_path_factory.mktemp("results") / SWEEP
+            shutil.copytree(cached, target)
+            _SESSION["sweep"] = target
+        else:
+            _SESSION["sweep"] = build_small_sweep(tmp_path_factory.mktemp("results"))
+    return _SESSION["sweep"]  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
 def small_frame(small_sweep: Path):
     from analysis import load
 
-    return load.trials(str(small_sweep))
+    if "frame" not in _SESSION:
+        _SESSION["frame"] = load.trials(str(small_sweep))
+    return _SESSION["frame"]
 
 
 @pytest.fixture(scope="session")
 def small_report(small_sweep: Path, tmp_path_factory: pytest.TempPathFactory):
     from analysis.report import build_report
 
-    return build_report(str(small_sweep), tmp_path_factory.mktemp("report"))
+    if "report" not in _SESSION:
+        _SESSION["report"] = build_report(str(small_sweep), tmp_path_factory.mktemp("report"))
+    return _SESSION["report"]
 
 
 def chromium() -> str:

@@ -76,3 +76,16 @@ def test_unreadable_and_temp_files_are_skipped(small_sweep: Path, tmp_path: Path
 def test_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load.load(str(tmp_path / "nowhere"))
+
+
+def test_a_file_missing_newer_columns_loads_with_nulls(small_sweep: Path, tmp_path: Path) -> None:
+    """Columns are only ever added to the schema: an older row file lacks some, not a failure."""
+    sweep = tmp_path / "old"
+    shutil.copytree(small_sweep, sweep)
+    path = sorted((sweep / "trials").glob("*.parquet"))[0]
+    pl.read_parquet(path).drop("grad_kernel_norms", "node_id").write_parquet(path)
+    frame = load.trials(str(sweep))
+    assert frame.height == expected_rows()
+    old = frame.filter(pl.col("trial_key") == path.stem)
+    assert old["grad_kernel_norms"][0] is None and old["node_id"][0] is None
+    assert frame.schema["grad_kernel_norms"] == pl.List(pl.Float64)
