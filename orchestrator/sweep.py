@@ -268,9 +268,7 @@ def ray_cluster_view(where: str) -> ClusterView:
     return ClusterView(nodes, where)
 
 
-def connect(
-    address: str | None, num_cpus: int | None, num_gpus: int | None, say: Say
-) -> tuple[bool, str]:
+def connect(address: str | None, num_cpus: int | None, num_gpus: int | None) -> tuple[bool, str]:
     """Connect to a cluster (address / RAY_ADDRESS) or start a local one; (we_started, where)."""
     import ray
 
@@ -381,7 +379,7 @@ def _run_pending(
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, ours only
-    we_started, where = connect(address, num_cpus, num_gpus, say)
+    we_started, where = connect(address, num_cpus, num_gpus)
     try:
         cluster = ray_cluster_view(where)
         resources = _fit_resources(spec, cluster, require_gpu, say)

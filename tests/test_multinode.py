@@ -14,6 +14,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from orchestrator.cli import main
 from orchestrator.sink import SweepStore
 from orchestrator.sweep import run_sweep
 
@@ -30,7 +31,7 @@ def two_nodes():
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level="WARNING")
     try:
-        yield cluster.head_node.node_id, worker.node_id
+        yield cluster.address, cluster.head_node.node_id, worker.node_id
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -65,12 +66,17 @@ def _max_overlap(rows: list[dict]) -> int:
 
 
 @pytest.mark.slow
-def test_sweep_spans_both_nodes_and_packs_fractional_gpus(two_nodes, tiny_spec, results):
-    head_id, worker_id = two_nodes
-    spec, _ = tiny_spec(
+def test_sweep_spans_both_nodes_and_packs_fractional_gpus(two_nodes, tiny_spec, results, capsys):
+    address, head_id, worker_id = two_nodes
+    spec, path = tiny_spec(
         "multi", grid={"seed": list(range(10))}, attack={"iterations": 10},
         resources={"cpu": 1, "gpu": 0.25},
     )  # fmt: skip
+    assert main(["plan", str(path), "--address", address]) == 0
+    plan = capsys.readouterr().out
+    assert "trials: 10" in plan.splitlines() and "2 nodes, 5 CPUs, 2 GPUs" in plan
+    assert "fit at once: 5 trials" in plan
+
     watch = ResourceWatch()
     lines: list[str] = []
     watch.thread.start()

@@ -145,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
 
         from orchestrator.sweep import connect, ray_cluster_view
 
-        we_started, where = connect(args.address, None, None, print)
+        we_started, where = connect(args.address, None, None)
         try:
             cluster = ray_cluster_view(where)
         finally:
