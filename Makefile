@@ -1,0 +1,47 @@
+# dlgsweep: the quick start is `make demo` and `make test` on a fresh machine (Python 3.10+).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+RESULTS ?= results
+REPORT  ?= report
+
+.PHONY: demo test test-fast e2e-cluster bench lint install clean
+
+$(BIN)/dlgsweep: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/dlgsweep
+
+# the main job: the demo sweep on a local Ray cluster and the bundled images, then its report
+demo: install
+	$(BIN)/dlgsweep plan demo
+	$(BIN)/dlgsweep run demo --results $(RESULTS)
+	$(BIN)/dlgsweep status $(RESULTS)/demo
+	$(BIN)/dlgsweep report $(RESULTS)/demo --out $(REPORT)
+	@echo "open $(REPORT)/index.html"
+
+# everything CI runs: system packages the tests drive (chromium, sshd), the suite, the ray-up e2e
+test: install
+	bash scripts/system_deps.sh
+	$(BIN)/python -m pytest -q --durations=15
+	DLGSWEEP_VENV=$(abspath $(VENV)) bash scripts/local_cluster_e2e.sh
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+e2e-cluster: install
+	DLGSWEEP_VENV=$(abspath $(VENV)) bash scripts/local_cluster_e2e.sh
+
+bench: install
+	$(BIN)/python bench/bench_attack.py
+	$(BIN)/python bench/bench_overhead.py
+	$(BIN)/python bench/bench_report.py
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) $(RESULTS) $(REPORT) attack-out .pytest_cache
