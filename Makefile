@@ -9,7 +9,6 @@ REPORT  ?= report
 
 $(BIN)/dlgsweep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

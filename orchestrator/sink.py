@@ -60,6 +60,10 @@ class SweepStore:
         self.uri = sweep_dir.rstrip("/")
         if filesystem is None:
             self.fs, self.path = open_fs(self.uri)
+            if "://" not in self.uri:
+                # absolute: Ray Tune runs each trial in a working dir of its own, where a
+                # relative `--results results` would land rows out of sight
+                self.uri = self.path
         else:  # a path inside a filesystem the caller built (credentials, a subtree, ...)
             self.fs, self.path = filesystem, self.uri
         self.local = isinstance(self.fs, pafs.LocalFileSystem)

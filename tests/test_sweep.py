@@ -16,12 +16,14 @@ from workloads.result import TrialResult
 
 
 @pytest.mark.slow
-def test_run_skips_finished_and_reruns_errored_and_missing(tiny_spec, results, capsys):
+def test_run_skips_finished_and_reruns_errored_and_missing(tiny_spec, results, capsys, monkeypatch):
     spec, path = tiny_spec(
         "cli", grid={"seed": [0, 1], "activation": ["relu", "sigmoid"]},
         resources={"cpu": 1, "gpu": 0.5},
     )  # fmt: skip
-    argv = ["run", str(path), "--results", str(results), "--num-cpus", "2"]
+    # a relative --results, as the README types it: Tune runs trials in dirs of their own
+    monkeypatch.chdir(results.parent)
+    argv = ["run", str(path), "--results", results.name, "--num-cpus", "2"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "no GPU: dropping the request of 0.5 GPU" in out  # CPU fallback, announced
