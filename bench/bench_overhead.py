@@ -83,6 +83,7 @@ def main() -> None:
         loop = plain_loop(configs)
         sweep = ray_sweep(spec, results, max_concurrent=1, num_cpus=1)
         rows = []
+        demo_trials = len(load_spec("demo").trials())
         if not args.no_demo:
             demo = ray_sweep(load_spec("demo"), results, max_concurrent=None, num_cpus=2)
             rows.append(demo)
@@ -107,7 +108,8 @@ def main() -> None:
         f"{100 * (sweep['steady'] / loop - 1):+.0f}% for {per:.1f} s trials"
     )
     if rows:
-        print(f"demo preset (16 trials, 2 CPUs, incl. Ray start): {rows[0]['wall']:.0f} s wall")
+        wall = rows[0]["wall"]
+        print(f"demo preset ({demo_trials} trials, 2 CPUs, incl. Ray start): {wall:.0f} s wall")
 
 
 if __name__ == "__main__":
