@@ -123,18 +123,25 @@ def _levels(rows: pl.DataFrame, field: str, needed: list[str]) -> list[str]:
     return [level for level in needed if level not in present]
 
 
-def relu_vs_sigmoid(rows: pl.DataFrame) -> Finding:
-    claim = "ReLU leaks less than Sigmoid (lower PSNR with ReLU)"
-    missing = _levels(rows, "activation", ["relu", "sigmoid"])
+def _lower_than(
+    rows: pl.DataFrame, claim: str, field: str, low: tuple[str, str], high: tuple[str, str]
+) -> Finding:
+    """The claim "PSNR with `low` is below PSNR with `high`" on `field`; (level, label) each."""
+    missing = _levels(rows, field, [low[0], high[0]])
     if missing:
-        return Finding(claim, f"no trials with activation {', '.join(missing)}", NOT_ENOUGH, 0)
-    d = difference(rows, "activation", "relu", "sigmoid")
+        return Finding(claim, f"no trials with {field} {', '.join(missing)}", NOT_ENOUGH, 0)
+    d = difference(rows, field, low[0], high[0])
     evidence = (
-        f"{_mean_text(rows.filter(pl.col('activation') == 'relu'), 'ReLU')} vs "
-        f"{_mean_text(rows.filter(pl.col('activation') == 'sigmoid'), 'Sigmoid')}; "
-        f"ReLU - Sigmoid {d.text()}"
+        f"{_mean_text(rows.filter(pl.col(field) == low[0]), low[1])} vs "
+        f"{_mean_text(rows.filter(pl.col(field) == high[0]), high[1])}; "
+        f"{low[1]} - {high[1]} {d.text()}"
     )
     return Finding(claim, evidence, _verdict(d, -1), d.n)
+
+
+def relu_vs_sigmoid(rows: pl.DataFrame) -> Finding:
+    claim = "ReLU leaks less than Sigmoid (lower PSNR with ReLU)"
+    return _lower_than(rows, claim, "activation", ("relu", "ReLU"), ("sigmoid", "Sigmoid"))
 
 
 ORDER = [("xavier", "relu"), ("kaiming", "relu"), ("kaiming", "sigmoid"), ("xavier", "sigmoid")]
@@ -234,16 +241,8 @@ def pruning_effect(rows: pl.DataFrame) -> Finding:
 
 def model_comparison(rows: pl.DataFrame) -> Finding:
     claim = "The McMahan CNN gives lower PSNR than ResNet-18"
-    missing = _levels(rows, "model", ["mcmahan_cnn", "resnet18"])
-    if missing:
-        return Finding(claim, f"no trials with model {', '.join(missing)}", NOT_ENOUGH, 0)
-    d = difference(rows, "model", "mcmahan_cnn", "resnet18")
-    evidence = (
-        f"{_mean_text(rows.filter(pl.col('model') == 'mcmahan_cnn'), 'McMahan CNN')} vs "
-        f"{_mean_text(rows.filter(pl.col('model') == 'resnet18'), 'ResNet-18')}; "
-        f"CNN - ResNet {d.text()}"
-    )
-    return Finding(claim, evidence, _verdict(d, -1), d.n)
+    low, high = ("mcmahan_cnn", "McMahan CNN"), ("resnet18", "ResNet-18")
+    return _lower_than(rows, claim, "model", low, high)
 
 
 CLAIMS = (
