@@ -73,8 +73,6 @@ def paired_differences(
 
     def side(level: str, name: str) -> pl.DataFrame:
         part = rows.filter(pl.col(field) == level)
-        if not keys:
-            return part.select(pl.col(value).alias(name))
         return part.group_by(keys).agg(pl.col(value).mean().alias(name))
 
     if not keys:

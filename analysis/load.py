@@ -17,7 +17,6 @@ and listed in `Trials.skipped`, never fatal. Image bytes are left out unless ask
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -28,11 +27,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator.schema import IMAGE_COLUMNS, SCHEMA
+from orchestrator.sink import TRIALS as TRIALS_DIR
+from orchestrator.sink import is_row_file, open_fs
 
-TRIALS_DIR = "trials"
-# a finished row file: <trial_key>.parquet; temp files (".x.parquet", "x.parquet.tmp",
-# "_x.parquet", "x.parquet.part-3") never match
-_ROW_FILE = re.compile(r"^[^._][^/]*\.parquet$")
 # statuses whose metrics are results (diverged keeps its best iterate); `error` rows are counted
 RESULT_STATUSES = ("ok", "diverged")
 
@@ -58,15 +55,9 @@ class Trials:
 
 
 def resolve(path: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it, for a local path or a URI."""
-    text = str(path)
-    if "://" in text:
-        filesystem, inner = pafs.FileSystem.from_uri(text)
-        return filesystem, inner.rstrip("/")
-    local = pafs.LocalFileSystem()
-    from pathlib import Path
-
-    return local, str(Path(text).expanduser().resolve())
+    """A pyarrow filesystem and the path inside it (the sink's rule), no trailing slash."""
+    filesystem, inner = open_fs(str(path))
+    return filesystem, inner.rstrip("/") or inner
 
 
 def find_row_files(
@@ -102,7 +93,7 @@ def find_row_files(
         for entry in sorted(entries, key=lambda item: item.path):
             if entry.type != pafs.FileType.File:
                 continue
-            if not _ROW_FILE.match(entry.base_name):
+            if not is_row_file(entry.base_name):
                 skipped.append((entry.path, "not a finished row file (temp or foreign name)"))
             elif not entry.size:
                 skipped.append((entry.path, "empty file"))

@@ -163,12 +163,13 @@ def counts(sweep_path: str, trials: load.Trials) -> dict[str, Any]:
 
 def expected_trials(sweep_path: str) -> list[str] | None:
     """The trial keys the sweep's spec.yaml asks for (None if there is no readable spec)."""
-    try:
-        from orchestrator.spec import parse_yaml
+    from orchestrator.sink import SweepStore
+    from orchestrator.spec import parse_yaml
 
-        filesystem, root = load.resolve(sweep_path)
-        with filesystem.open_input_stream(posixpath.join(root, "spec.yaml")) as stream:
-            text = stream.read().decode()
+    try:
+        text = SweepStore(sweep_path).read_spec()
+        if text is None:
+            return None
         return [config.trial_key for config in parse_yaml(text).trials()]
     except Exception:  # no spec, or one this version cannot read: counts go without "expected"
         return None

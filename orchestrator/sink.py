@@ -40,6 +40,11 @@ def open_fs(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
 
 
+def is_row_file(base_name: str) -> bool:
+    """A finished row's file name: `<trial_key>.parquet`, never a hidden or temporary name."""
+    return base_name.endswith(SUFFIX) and not base_name.startswith((".", "_"))
+
+
 def join(*parts: str) -> str:
     """Join path parts the way pyarrow filesystems (and URIs) spell them: with '/'."""
     return "/".join(p.rstrip("/") for p in parts[:-1]) + "/" + parts[-1].lstrip("/")
@@ -155,9 +160,7 @@ class SweepStore:
         return sorted(
             info.path
             for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File
-            and info.base_name.endswith(SUFFIX)
-            and not info.base_name.startswith((".", "_"))
+            if info.type == pafs.FileType.File and is_row_file(info.base_name)
         )
 
     def read_rows(self, columns: list[str] | None = None) -> Rows:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -59,7 +59,6 @@ class AttackOutcome:
     best_iteration: int
     iterations_run: int
     diverged: bool
-    losses: list[float] = field(default_factory=list)
 
 
 class GradientLoss:
@@ -184,7 +183,6 @@ def reconstruct(
             variable.grad = grad
         return loss
 
-    losses: list[torch.Tensor] = []
     iterations_run, diverged = 0, False
     check_every = 1 if settings.stop != "iterations" else settings.observe_every
     for iteration in range(settings.iterations):
@@ -194,7 +192,6 @@ def reconstruct(
         before_step = dummy.detach().clone() if observe else None
         optimizer.step(closure)  # evaluates the loss of the iterate as it was before the step
         iterations_run = iteration + 1
-        losses.append(step["loss"])
         if not (observe or last or iteration % check_every == 0):
             continue
         loss_now = float(step["loss"])  # the one host sync every few iterations
@@ -216,7 +213,6 @@ def reconstruct(
         best_iteration=int(best_iteration),
         iterations_run=iterations_run,
         diverged=diverged,
-        losses=[float(v) for v in torch.stack(losses).cpu()] if losses else [],
     )
 
 
