@@ -7,7 +7,9 @@ every node) and is shut down by the test that started it; `ray stop` is never us
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,20 @@ from orchestrator.spec import SweepSpec, load_spec
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "RAY_DEDUP_LOGS": "0"}
 for _name, _value in RAY_ENV.items():
     os.environ.setdefault(_name, _value)
+
+# Every Ray the suite starts (in-process, `ray start` subprocesses, driver subprocesses: they
+# inherit the environment) keeps its session folders under one temp root that the suite removes
+# at the end, instead of leaving /tmp/ray/session_* behind. A short path: Ray's sockets live in
+# it and AF_UNIX paths are limited to ~107 bytes.
+_RAY_TMPDIR = None
+if "RAY_TMPDIR" not in os.environ:
+    _RAY_TMPDIR = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="dlgray-", dir="/tmp")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _RAY_TMPDIR is not None:
+        shutil.rmtree(_RAY_TMPDIR, ignore_errors=True)
+
 
 TINY_ATTACK = {"iterations": 5, "curve_points": 5}
 
