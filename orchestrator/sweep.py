@@ -39,15 +39,21 @@ Say = Callable[[str], None]
 
 def attack_trainable(params: dict[str, Any]) -> None:
     """One Tune trial: the attack, its row written to the sink, a report to Tune."""
+    import ray
     from ray import tune
 
     from orchestrator.schema import make_row
     from workloads.config import TrialConfig
+    from workloads.device import limit_gpu_memory
     from workloads.trial import run_trial
 
     config = TrialConfig.from_dict(params["trial"])
     attempt = _next_attempt()
-    result = run_trial(config, device=_device())
+    device = _device()
+    # cap this worker's CUDA allocator at the trial's GPU share (Ray's fractional `gpu`)
+    share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+    limit_gpu_memory(device, share)
+    result = run_trial(config, device=device)
     if result.status == "error" and attempt <= params["retries"]:
         raise TrialFailed(result.error or "run_trial returned status error")  # Tune retries
     row = make_row(
