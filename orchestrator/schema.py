@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from workloads.config import TrialConfig
+from workloads.config import ENGINE_VERSION, TrialConfig
 from workloads.result import TrialResult
 
-_ARROW_OF = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+_ARROW_OF = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
 
 CONFIG_COLUMNS: list[tuple[str, pa.DataType]] = [
     (f.name, _ARROW_OF[f.type if isinstance(f.type, str) else f.type.__name__])
@@ -37,6 +37,7 @@ SCHEMA = pa.schema(
         ("psnr_mean", pa.float64()),
         ("psnr_min", pa.float64()),
         ("psnr_max", pa.float64()),
+        ("psnr_raw_mean", pa.float64()),  # the seed's score: unclamped, unmatched dummy
         ("ssim_mean", pa.float64()),
         ("label_accuracy", pa.float64()),
         ("grad_loss_final", pa.float64()),
@@ -45,9 +46,11 @@ SCHEMA = pa.schema(
         ("wall_seconds", pa.float64()),
         ("seconds_per_iteration", pa.float64()),
         ("device", pa.string()),
+        ("gpu_memory_peak_bytes", pa.int64()),
         ("host", pa.string()),
         ("node_id", pa.string()),
         ("attempt", pa.int64()),
+        ("engine_version", pa.int64()),  # workloads.config.ENGINE_VERSION, part of trial_key
         ("dlgsweep_version", pa.string()),
         ("torch_version", pa.string()),
         ("ray_version", pa.string()),
@@ -57,6 +60,7 @@ SCHEMA = pa.schema(
         ("true_labels", pa.list_(pa.int64())),
         ("predicted_labels", pa.list_(pa.int64())),
         ("grad_zero_fraction", pa.float64()),
+        ("init_weight_std", pa.float64()),  # std of the first conv's weights as initialised
         ("grad_kernel_norms", pa.list_(pa.float64())),
         ("curve_iteration", pa.list_(pa.int64())),
         ("curve_grad_loss", pa.list_(pa.float64())),
@@ -105,6 +109,7 @@ def make_row(
         "psnr_mean",
         "psnr_min",
         "psnr_max",
+        "psnr_raw_mean",
         "ssim_mean",
         "label_accuracy",
         "grad_loss_final",
@@ -113,9 +118,11 @@ def make_row(
         "wall_seconds",
         "seconds_per_iteration",
         "device",
+        "gpu_memory_peak_bytes",
         "true_labels",
         "predicted_labels",
         "grad_zero_fraction",
+        "init_weight_std",
         "grad_kernel_norms",
         "curve_iteration",
         "curve_grad_loss",
@@ -125,6 +132,7 @@ def make_row(
     row["host"] = host or socket.gethostname()
     row["node_id"] = node_id
     row["attempt"] = attempt
+    row["engine_version"] = ENGINE_VERSION
     row.update(versions())
     row["started_at"] = _timestamp(result.started_at)
     row["finished_at"] = _timestamp(result.finished_at)

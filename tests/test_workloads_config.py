@@ -63,3 +63,48 @@ def test_trial_key_is_stable_and_config_sensitive():
 def test_idlg_uses_its_batch_extension_for_larger_batches():
     assert TrialConfig(batch_size=1).effective_label_strategy == "idlg"
     assert TrialConfig(batch_size=4).effective_label_strategy == "llg"
+
+
+@pytest.mark.parametrize(
+    "raw,key",
+    [
+        ({"lr": float("nan")}, "lr"),
+        ({"noise_scale": float("inf")}, "noise_scale"),
+        ({"init_scale": 0}, "init_scale"),
+        ({"init_scale": -1.0}, "init_scale"),
+        ({"mask_pruned": "maybe"}, "mask_pruned"),
+        ({"deterministic": 2}, "deterministic"),
+        ({"dummy_init": "zeros"}, "dummy_init"),
+        ({"image_choice": "last"}, "image_choice"),
+        ({"image_norm": "zscore"}, "image_norm"),
+        ({"prune_mode": "layers"}, "prune_mode"),
+        ({"iterate": "middle"}, "iterate"),
+        ({"precision": "fp16"}, "precision"),
+        ({"model": "mcmahan_cnn_seed", "norm": "batch"}, "norm"),
+    ],
+)
+def test_new_fields_reject_bad_values(raw, key):
+    with pytest.raises(ConfigError) as info:
+        TrialConfig.from_dict(raw)
+    assert info.value.key == key
+
+
+def test_booleans_accept_yaml_and_flag_spellings():
+    for text, value in (("true", True), ("False", False), ("yes", True), ("0", False)):
+        assert TrialConfig.from_dict({"mask_pruned": text}).mask_pruned is value
+    assert TrialConfig.from_dict({"deterministic": True}).deterministic is True
+
+
+def test_one_field_under_two_spellings_is_an_error():
+    with pytest.raises(ConfigError, match="each field once"):
+        TrialConfig.from_dict({"init_method": "xavier_normal", "model.init_method": "default"})
+
+
+def test_trial_key_changes_with_the_engine_version(monkeypatch):
+    """Rows of an older engine (or written before a field existed) never match a new trial."""
+    from workloads import config as config_module
+
+    before = TrialConfig().trial_key
+    monkeypatch.setattr(config_module, "ENGINE_VERSION", config_module.ENGINE_VERSION + 1)
+    assert TrialConfig().trial_key != before
+    assert TrialConfig(dummy_init="uniform").trial_key != TrialConfig().trial_key

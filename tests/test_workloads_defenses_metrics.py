@@ -10,13 +10,21 @@ import torch
 
 from workloads import metrics
 from workloads.attack import GRADIENT_LOSSES, total_variation
-from workloads.client import NOISES, PRUNES, apply_defenses, prune_smallest, zero_fraction
+from workloads.client import (
+    NOISES,
+    PRUNE_MODES,
+    PRUNES,
+    apply_defenses,
+    prune_smallest,
+    zero_fraction,
+)
 from workloads.config import CHOICES
-from workloads.labels import LABEL_RULES, llg_labels
+from workloads.labels import LABEL_RULES, LastLayer, llg_labels
 
 
 def test_registries_match_the_config_choices():
     assert tuple(PRUNES) == CHOICES["prune"]
+    assert tuple(PRUNE_MODES) == CHOICES["prune_mode"]
     assert tuple(NOISES) == CHOICES["noise"]
     assert set(GRADIENT_LOSSES) == set(CHOICES["loss"])
     assert tuple(LABEL_RULES) == CHOICES["label_strategy"]
@@ -44,9 +52,9 @@ def test_prune_zeroes_exactly_the_smallest_fraction_of_each_tensor(ratio):
 def test_noise_is_seeded_and_has_its_scale(noise, spread):
     grads = [torch.zeros(200_000)]
     kwargs = dict(prune="none", prune_ratio=0.0, noise=noise, noise_scale=0.01)
-    a = apply_defenses(grads, seed=0, **kwargs)[0]
-    b = apply_defenses(grads, seed=0, **kwargs)[0]
-    c = apply_defenses(grads, seed=1, **kwargs)[0]
+    a = apply_defenses(grads, generator=torch.Generator().manual_seed(0), **kwargs)[0]
+    b = apply_defenses(grads, generator=torch.Generator().manual_seed(0), **kwargs)[0]
+    c = apply_defenses(grads, generator=torch.Generator().manual_seed(1), **kwargs)[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
     if noise == "gaussian":
         assert float(a.std()) == pytest.approx(0.01, rel=0.02)
@@ -100,4 +108,4 @@ def test_llg_counts_repeated_labels_from_the_last_layer():
     grad = torch.full((10, 4), 0.01)
     grad[2] = -0.75
     grad[5] = -0.25
-    assert llg_labels(grad, 4).tolist() == [2, 2, 2, 5]
+    assert llg_labels(LastLayer(grad, None), 4).tolist() == [2, 2, 2, 5]

@@ -118,3 +118,10 @@ def test_gain_conventions(init_method, init_gain, activation, expected_std):
     )
     std = float(model.classifier[1].weight.detach().std())
     assert std == pytest.approx(expected_std, rel=0.01)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_plan_has_a_flop_figure_for_every_model(name):
+    from orchestrator.commands.plan import GFLOP_PER_ITERATION
+
+    assert GFLOP_PER_ITERATION[name] > 0

@@ -10,40 +10,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from workloads.client import client_gradients
 from workloads.config import TrialConfig
-from workloads.data import load_pool, to_tensor
-from workloads.labels import idlg_labels
-from workloads.models import create_model, last_linear
+from workloads.data import load_pool
 from workloads.trial import run_trial
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QUICK = dict(iterations=8, curve_points=4)
 
 
-@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-def test_idlg_recovers_the_label_of_every_bundled_cifar_image(activation):
-    pool = load_pool("cifar10")
-    torch.manual_seed(0)
-    model = create_model(
-        "mcmahan_cnn",
-        channels=3,
-        side=32,
-        num_classes=10,
-        activation=activation,
-        init_method="xavier_normal",
-    )
-    images = to_tensor(pool.images)
-    labels = torch.from_numpy(pool.labels)
-    weight_index = [p is last_linear(model).weight for p in model.parameters()].index(True)
-    wrong = []
-    for i in range(len(pool)):
-        grads = client_gradients(model, images[i : i + 1], labels[i : i + 1], "eval")
-        if int(idlg_labels(grads[weight_index], 1)) != int(labels[i]):
-            wrong.append(i)
-    assert len(pool) == 1000 and wrong == []
+def image_folder(root: Path, dataset: str, count: int = 1000) -> tuple[Path, list[int]]:
+    """An ImageFolder tree (`<label>/<index>.png`) of the package's bundled images.
+
+    Returns the folder and the bundled index of each image in ImageFolder's order (classes,
+    then file names, sorted), built from the package's own copy: never from ../shared.
+    """
+    from PIL import Image
+
+    pool = load_pool(dataset)
+    for index in range(count):
+        folder = root / str(int(pool.labels[index]))
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = pool.images[index]
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        image.save(folder / f"{index:04d}.png")
+    order = sorted(range(count), key=lambda i: (str(int(pool.labels[i])), f"{i:04d}.png"))
+    return root, order
 
 
 def _ok(result):
@@ -130,23 +121,29 @@ def test_a_failing_trial_is_a_record_not_a_crash(tmp_path):
     assert result.status == "error" and "imagefolder" in result.error
 
 
-def test_imagefolder_pool_is_the_bundled_images_by_file_index():
-    pool = load_pool(f"imagefolder:{SHARED_DATA / 'cifar10' / 'test'}")
+def test_imagefolder_pool_is_the_bundled_images_by_file_index(tmp_path):
+    root, order = image_folder(tmp_path / "cifar", "cifar10", count=300)
+    pool = load_pool(f"imagefolder:{root}")
     bundled = load_pool("cifar10")
-    assert len(pool) == 1000 and pool.num_classes == 10
-    # the folder tree is ordered by class, then by test index: rebuild that order
-    import csv
-
-    rows = list(csv.DictReader(open(SHARED_DATA / "cifar10" / "test" / "labels.csv")))
-    order = [int(r["index"]) for r in sorted(rows, key=lambda r: r["path"])]
+    assert len(pool) == 300 and pool.num_classes == 10
     assert np.array_equal(pool.images, bundled.images[order])
     assert np.array_equal(pool.labels, bundled.labels[order])
 
 
-def test_imagefolder_mnist_trial_is_grayscale():
-    config = TrialConfig(dataset=f"imagefolder:{SHARED_DATA / 'mnist' / 'test'}", **QUICK)
+def test_imagefolder_mnist_trial_is_grayscale(tmp_path):
+    root, _ = image_folder(tmp_path / "mnist", "mnist", count=40)
+    config = TrialConfig(dataset=f"imagefolder:{root}", pool_size=40, **QUICK)
     result = _ok(run_trial(config))
     assert result.ground_truth.shape == (1, 28, 28, 1)
+
+
+def test_a_relative_imagefolder_path_is_made_absolute(tmp_path, monkeypatch):
+    image_folder(tmp_path / "rel", "mnist", count=10)
+    monkeypatch.chdir(tmp_path)
+    config = TrialConfig.from_dict({"dataset": "imagefolder:rel", "pool_size": 10})
+    assert config.dataset == f"imagefolder:{(tmp_path / 'rel').resolve()}"
+    monkeypatch.chdir("/")  # Tune runs a trial in a working directory of its own
+    assert _ok(run_trial(config.replace(iterations=2))).ground_truth.shape == (1, 28, 28, 1)
 
 
 @pytest.mark.slow

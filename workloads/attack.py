@@ -7,8 +7,19 @@ enters this module. An `observer` callback lets the caller score the iterate as 
 
 Gradient losses: `l2` (DLG: sum of squared differences over all layers) and `cosine`
 (Geiping et al. 2020, arXiv:2003.14053: 1 - <g, g'> / (|g| |g'|) over all layers together).
+Two options restrict what is matched:
+- `skip_zero_tensors` (the seed study's cosine): parameter tensors whose shared gradient is all
+  zero are left out of the distance (of both sums and both norms).
+- `mask_pruned` (a pruning-aware attacker): when the client is known to prune, entries that are
+  exactly zero in the shared gradient are left out, so the dummy is not pushed to reproduce the
+  zeros the defense wrote. The trial turns it on only when the client prunes.
 The optional TV prior is added to the gradient loss on the dummy images (the seed added it to
 the classification loss, where it has no effect on the image).
+
+The dummy starts from N(0, 1) (`dummy_init: randn`: DLG, iDLG, Inverting Gradients and the
+seed) or U[0, 1] (`uniform`), drawn from the attacker's own generator, never the model's.
+The reconstruction is the iterate with the lowest gradient loss (`iterate: best`) or the last
+one (`iterate: last`, the seed's).
 
 Speed: the reference loop every DLG repository writes calls `loss.backward()` after
 `autograd.grad(..., create_graph=True)`, which also builds and accumulates gradients for every
@@ -42,30 +53,53 @@ class AttackSettings:
     stop_threshold: float = 1e-4
     stop_patience: int = 100
     observe_every: int = 10
+    dummy_init: str = "randn"
+    iterate: str = "best"
+    skip_zero_tensors: bool = False
+    mask_pruned: bool = False
 
     def __repr__(self) -> str:  # one log line says what ran
         stop = {"threshold": f"<= {self.stop_threshold:g}", "plateau": f"{self.stop_patience}"}
+        options = [name for name in ("skip_zero_tensors", "mask_pruned") if getattr(self, name)]
         return (
-            f"Attack({self.loss} loss, {self.optimizer} lr={self.lr:g}, {self.iterations} it, "
-            f"tv={self.tv_weight:g}, stop={self.stop}{' ' + stop.get(self.stop, '')})"
+            f"Attack({self.loss} loss{''.join(', ' + o for o in options)}, {self.optimizer} "
+            f"lr={self.lr:g}, {self.iterations} it, tv={self.tv_weight:g}, "
+            f"start={self.dummy_init}, keep={self.iterate}, "
+            f"stop={self.stop}{' ' + stop.get(self.stop, '')})"
         ).replace(" )", ")")
 
 
 @dataclass
 class AttackOutcome:
-    reconstruction: torch.Tensor  # (B, C, H, W), best iterate, unclamped
+    reconstruction: torch.Tensor  # (B, C, H, W), the kept iterate (best or last), unclamped
     labels: torch.Tensor  # (B,) the labels the attacker used (argmax of soft labels)
-    best_loss: float
+    kept_loss: float  # gradient loss of the kept iterate
     best_iteration: int
     iterations_run: int
     diverged: bool
 
 
 class GradientLoss:
-    """A distance between the dummy's gradients and the shared gradients."""
+    """A distance between the dummy's gradients and the shared gradients.
 
-    def __init__(self, shared: Gradients) -> None:
-        self.shared = shared
+    `skip_zero_tensors`: tensors whose shared gradient is all zero take no part. `mask_pruned`:
+    only entries that are non-zero in the shared gradient take part (the dummy's entries are
+    multiplied by the 0/1 mask; the shared ones are zero there already).
+    """
+
+    def __init__(
+        self, shared: Gradients, *, skip_zero_tensors: bool = False, mask_pruned: bool = False
+    ) -> None:
+        self.keep = [i for i, s in enumerate(shared) if not skip_zero_tensors or bool(s.any())]
+        self.shared = [shared[i] for i in self.keep]
+        self.masks = [(s != 0).to(s.dtype) for s in self.shared] if mask_pruned else None
+
+    def selected(self, dummy: Gradients) -> Gradients:
+        """The dummy's gradients that take part, masked where the shared ones are pruned."""
+        chosen = [dummy[i] for i in self.keep]
+        if self.masks is None:
+            return chosen
+        return [d * m for d, m in zip(chosen, self.masks)]
 
     def __call__(self, dummy: Gradients) -> torch.Tensor:
         raise NotImplementedError
@@ -73,17 +107,18 @@ class GradientLoss:
 
 class L2Loss(GradientLoss):
     def __call__(self, dummy: Gradients) -> torch.Tensor:
-        return sum(((d - s) ** 2).sum() for d, s in zip(dummy, self.shared))
+        return sum(((d - s) ** 2).sum() for d, s in zip(self.selected(dummy), self.shared))
 
 
 class CosineLoss(GradientLoss):
-    def __init__(self, shared: Gradients) -> None:
-        super().__init__(shared)
-        self.shared_norm = torch.sqrt(sum((s * s).sum() for s in shared))
+    def __init__(self, shared: Gradients, **options: bool) -> None:
+        super().__init__(shared, **options)
+        self.shared_norm = torch.sqrt(sum((s * s).sum() for s in self.shared))
 
     def __call__(self, dummy: Gradients) -> torch.Tensor:
-        dot = sum((d * s).sum() for d, s in zip(dummy, self.shared))
-        dummy_norm = torch.sqrt(sum((d * d).sum() for d in dummy))
+        chosen = self.selected(dummy)
+        dot = sum((d * s).sum() for d, s in zip(chosen, self.shared))
+        dummy_norm = torch.sqrt(sum((d * d).sum() for d in chosen))
         return 1 - dot / (dummy_norm * self.shared_norm + 1e-12)
 
 
@@ -95,6 +130,27 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     dx = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean()
     dy = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().mean()
     return dx + dy
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(shape, generator=generator)
+
+
+def _uniform(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(shape, generator=generator)
+
+
+DUMMY_INITS: dict[str, Callable[[tuple[int, ...], torch.Generator], torch.Tensor]] = {
+    "randn": _randn,
+    "uniform": _uniform,
+}
+
+
+def dummy_start(
+    shape: tuple[int, ...], dummy_init: str, generator: torch.Generator
+) -> torch.Tensor:
+    """The dummy images' start, (B, C, H, W), from the attacker's generator (on the CPU)."""
+    return DUMMY_INITS[dummy_init](shape, generator)
 
 
 def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -134,7 +190,8 @@ def reconstruct(
     # the dummy's gradient w.r.t. these is matched; nothing ever accumulates in their .grad
     params = [p for p in model.parameters() if p.requires_grad]
 
-    dummy = torch.rand(input_shape, generator=generator).to(device).requires_grad_(True)
+    dummy = dummy_start(input_shape, settings.dummy_init, generator)
+    dummy = dummy.to(device).requires_grad_(True)
     variables = [dummy]
     soft_labels = None
     if labels is None:
@@ -144,7 +201,11 @@ def reconstruct(
     else:
         labels = labels.to(device)
 
-    gradient_loss = GRADIENT_LOSSES[settings.loss](shared_gradients)
+    gradient_loss = GRADIENT_LOSSES[settings.loss](
+        shared_gradients,
+        skip_zero_tensors=settings.skip_zero_tensors,
+        mask_pruned=settings.mask_pruned,
+    )
     optimizer = OPTIMIZERS[settings.optimizer](variables, settings.lr)
     # Best-iterate bookkeeping stays on the device: no host sync per iteration (on a GPU a
     # float(loss) every step stalls the queue). The host looks only every `observe_every` steps.
@@ -204,12 +265,18 @@ def reconstruct(
             break
 
     final_labels = labels
-    if best_labels is not None:
+    reconstruction, kept_loss = best_dummy, float(best_loss)
+    if settings.iterate == "last" and not diverged:
+        reconstruction = dummy.detach().clone()  # after the last step, as the seed kept it
+        kept_loss = float(objective().detach())  # that iterate's loss was never evaluated
+        if soft_labels is not None:
+            final_labels = soft_labels.detach().argmax(dim=-1)
+    elif best_labels is not None:
         final_labels = best_labels.argmax(dim=-1)
     return AttackOutcome(
-        reconstruction=best_dummy,
+        reconstruction=reconstruction,
         labels=final_labels.detach().cpu(),
-        best_loss=float(best_loss),
+        kept_loss=kept_loss,
         best_iteration=int(best_iteration),
         iterations_run=iterations_run,
         diverged=diverged,

@@ -1,9 +1,12 @@
 """The federated client: one gradient step's worth of gradients, then its defense.
 
 Defenses, applied to the gradient before it leaves the client:
-- `prune: small` (gradient sparsification; Zhu et al. 2019 sec. 5, "pruning"): in every
-  parameter tensor, zero exactly the `floor(prune_ratio * numel)` entries of smallest magnitude.
-  (The seed's code zeroed whole layers by list position; this is the defense as published.)
+- `prune: small` (gradient sparsification; Zhu et al. 2019 sec. 5, "pruning"), by `prune_mode`:
+  - `entries` (default, the defense as published): in every parameter tensor, zero exactly the
+    `floor(prune_ratio * numel)` entries of smallest magnitude;
+  - `tensors` (the seed study's code): rank the parameter tensors by the norm of their
+    gradient and zero every whole tensor whose norm is at or below the norm at position
+    `int(prune_ratio * n_tensors)` of that ascending order.
 - `noise: gaussian | laplacian` (Zhu et al. 2019 sec. 5, "noisy gradients"): add i.i.d. noise of
   scale `noise_scale` (std for Gaussian, b for Laplace) to every entry.
 """
@@ -43,16 +46,26 @@ def prune_smallest(gradients: Gradients, ratio: float) -> Gradients:
     return pruned
 
 
+def prune_tensors(gradients: Gradients, ratio: float) -> Gradients:
+    """The seed's pruning: zero whole tensors whose norm is <= the norm at int(ratio * n)."""
+    norms = [float(g.norm()) for g in gradients]
+    threshold = sorted(norms)[int(len(norms) * ratio)]
+    return [torch.zeros_like(g) if n <= threshold else g.clone() for g, n in zip(gradients, norms)]
+
+
 def _gaussian(grad: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(grad.shape, generator=generator, device="cpu", dtype=grad.dtype)
     return grad + scale * noise.to(grad.device)
 
 
 def _laplacian(grad: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
-    # inverse-CDF sampling so the seeded CPU generator drives it
-    u = torch.rand(grad.shape, generator=generator, device="cpu", dtype=grad.dtype) - 0.5
-    noise = -torch.sign(u) * torch.log1p(-2 * u.abs())
-    return grad + scale * noise.to(grad.device)
+    # Laplace(0, 1) as the difference of two Exp(1) draws, each -log(1 - u) with u in [0, 1):
+    # finite for every u torch.rand can return (inverse-CDF sampling with log1p(-2|u - 1/2|)
+    # is -inf when u is exactly 0, about once in 2^24 float32 draws)
+    first = torch.rand(grad.shape, generator=generator, device="cpu", dtype=torch.float64)
+    second = torch.rand(grad.shape, generator=generator, device="cpu", dtype=torch.float64)
+    noise = torch.log1p(-second) - torch.log1p(-first)
+    return grad + scale * noise.to(device=grad.device, dtype=grad.dtype)
 
 
 NOISES: dict[str, Callable[[torch.Tensor, float, torch.Generator], torch.Tensor] | None] = {
@@ -61,10 +74,12 @@ NOISES: dict[str, Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
     "laplacian": _laplacian,
 }
 
-PRUNES: dict[str, Callable[[Gradients, float], Gradients] | None] = {
-    "none": None,
-    "small": prune_smallest,
+# `prune: small` by `prune_mode`; `prune: none` shares the gradient as it is
+PRUNE_MODES: dict[str, Callable[[Gradients, float], Gradients]] = {
+    "entries": prune_smallest,
+    "tensors": prune_tensors,
 }
+PRUNES: dict[str, bool] = {"none": False, "small": True}
 
 
 def apply_defenses(
@@ -74,15 +89,18 @@ def apply_defenses(
     prune_ratio: float,
     noise: str,
     noise_scale: float,
-    seed: int,
+    generator: torch.Generator,
+    prune_mode: str = "entries",
 ) -> Gradients:
-    """What the client actually shares: pruned first, then noised (the usual DP-style order)."""
-    pruner = PRUNES[prune]
-    if pruner is not None:
-        gradients = pruner(gradients, prune_ratio)
+    """What the client actually shares: pruned first, then noised (the usual DP-style order).
+
+    `generator` drives the noise: the client's own random stream, independent of the model's
+    and the attacker's (see `workloads.trial.RandomStreams`).
+    """
+    if PRUNES[prune]:
+        gradients = PRUNE_MODES[prune_mode](gradients, prune_ratio)
     add_noise = NOISES[noise]
     if add_noise is not None and noise_scale > 0:
-        generator = torch.Generator().manual_seed(seed + 7919)
         gradients = [add_noise(g, noise_scale, generator) for g in gradients]
     return gradients
 

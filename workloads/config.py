@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from workloads.errors import ConfigError
 # Allowed values of each categorical field. The registries (models, inits, ...) are checked
 # against these in the tests so the two can never drift apart.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("mcmahan_cnn", "resnet18", "lenet_zhu"),
+    "model": ("mcmahan_cnn", "resnet18", "lenet_zhu", "mcmahan_cnn_seed"),
     "norm": ("none", "batch"),
     "init_method": (
         "xavier_normal",
@@ -39,13 +40,27 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "label_strategy": ("idlg", "llg", "optimize", "oracle"),
     "stop": ("iterations", "threshold", "plateau"),
     "split": ("test", "train"),
+    # the seed study's protocol, one field per departure from the literature (README table)
+    "image_choice": ("random", "first"),
+    "image_norm": ("unit", "minmax"),
+    "prune_mode": ("entries", "tensors"),
+    "dummy_init": ("randn", "uniform"),
+    "iterate": ("best", "last"),
+    "precision": ("fp32", "tf32"),
 }
+
+# Bumped whenever the same TrialConfig would give a different result (a fixed attack bug, a
+# changed random stream): it is part of `trial_key`, so rows of an older engine are never taken
+# for trials of this one; `resume` reruns them. 2: independent random streams per role, iDLG
+# from the bias gradient, LLG's spreading fallback, dummy_init/seed-protocol fields.
+ENGINE_VERSION = 2
 
 # The seed study's spellings (Hydra sweep lines) -> ours.
 ALIASES: dict[str, dict[str, str]] = {
     "model": {
         "mcmahan_cnn": "mcmahan_cnn",
         "mcmahan": "mcmahan_cnn",
+        "mcmahan_cnn_seed": "mcmahan_cnn_seed",
         "custom_resnet": "resnet18",
         "resnet": "resnet18",
         "resnet18": "resnet18",
@@ -58,6 +73,8 @@ ALIASES: dict[str, dict[str, str]] = {
 }
 
 NONE_WORDS = {"null", "none", "~", ""}
+TRUE_WORDS = {"true", "yes", "on", "1"}
+FALSE_WORDS = {"false", "no", "off", "0"}
 
 
 @dataclass(frozen=True)
@@ -71,15 +88,19 @@ class TrialConfig:
     dataset: str = "cifar10"  # cifar10 | mnist | imagefolder:PATH
     split: str = "test"
     pool_size: int = 1000  # images are drawn from the first `pool_size` of the split
+    image_choice: str = "random"  # random: drawn per seed | first: the first B (the seed's)
+    image_norm: str = "unit"  # unit: pixels / 255 | minmax: mean/std, then per-image min-max
     model: str = "mcmahan_cnn"
     norm: str = "none"  # mcmahan_cnn only: "batch" adds BatchNorm after each conv
     init_method: str = "xavier_normal"
     init_gain: str = "activation"
+    init_scale: float = 1.0  # every Conv/Linear weight times this, after the init method
     activation: str = "sigmoid"
     batch_size: int = 1
     bn_mode: str = "eval"
     prune: str = "none"
     prune_ratio: float = 0.2
+    prune_mode: str = "entries"  # entries: smallest per tensor | tensors: whole, by norm (seed)
     noise: str = "none"
     noise_scale: float = 0.0
     loss: str = "cosine"
@@ -88,6 +109,12 @@ class TrialConfig:
     iterations: int = 500
     label_strategy: str = "idlg"
     tv_weight: float = 0.0
+    dummy_init: str = "randn"  # the dummy's start: N(0, 1) (DLG, iDLG, the seed) or U[0, 1]
+    iterate: str = "best"  # which iterate is the reconstruction: lowest loss, or the last
+    skip_zero_tensors: bool = False  # the seed's distance: leave out all-zero shared tensors
+    mask_pruned: bool = False  # match only the entries that are non-zero in the shared gradient
+    precision: str = "fp32"  # fp32 | tf32 (CUDA matmul and convolutions)
+    deterministic: bool = False  # PyTorch's deterministic algorithms, cuDNN without autotuning
     stop: str = "iterations"
     stop_threshold: float = 1e-4  # stop == "threshold": gradient loss at or below this
     stop_patience: int = 100  # stop == "plateau": iterations without a new best loss
@@ -107,6 +134,17 @@ class TrialConfig:
                 raise ConfigError(
                     "dataset", self.dataset, "imagefolder:PATH with PATH an existing folder"
                 )
+            # absolute: Ray Tune runs each trial in a working directory of its own
+            object.__setattr__(self, "dataset", f"imagefolder:{root.resolve()}")
+        for name in _FLOAT_FIELDS_OF_CLASS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(name, value, "a number")
+            if not math.isfinite(value):
+                raise ConfigError(name, value, "a finite number")
+        for name in _BOOL_FIELDS_OF_CLASS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "true or false")
         _check_range("batch_size", self.batch_size, 1, None, "an integer >= 1")
         _check_range("pool_size", self.pool_size, 1, None, "an integer >= 1")
         _check_range("iterations", self.iterations, 1, None, "an integer >= 1")
@@ -129,9 +167,13 @@ class TrialConfig:
             raise ConfigError(
                 "batch_size", self.batch_size, f"at most pool_size ({self.pool_size})"
             )
+        if self.init_scale <= 0:
+            raise ConfigError("init_scale", self.init_scale, "a number > 0")
         if self.norm == "batch" and self.model != "mcmahan_cnn":
             raise ConfigError(
-                "norm", self.norm, "'batch' only with model mcmahan_cnn (resnet18 has BN)"
+                "norm",
+                self.norm,
+                "'batch' only with model mcmahan_cnn (resnet18 and mcmahan_cnn_seed have BN)",
             )
 
     # -- construction -----------------------------------------------------------------------
@@ -141,10 +183,16 @@ class TrialConfig:
         """Build from untrusted input: unknown keys, wrong types and unknown values are errors."""
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
+        spelled: dict[str, str] = {}
         for key, value in raw.items():
             name = normalize_key(key)
             if name not in known:
                 raise ConfigError(key, None, "a trial field: " + ", ".join(sorted(known)))
+            if name in values:
+                raise ConfigError(
+                    str(key), value, f"each field once (also given as {spelled[name]!r})"
+                )
+            spelled[name] = str(key)
             values[name] = coerce(name, value)
         return cls(**values)
 
@@ -156,8 +204,15 @@ class TrialConfig:
 
     @property
     def trial_key(self) -> str:
-        """A stable hash of every field: the same trial always gets the same key."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A stable hash of every field and the engine version: same trial, same key.
+
+        A field added later changes every key, so a row written before it existed is never
+        taken for a trial with the new field's default (an old U[0,1]-start row is not a
+        `randn` row); such rows read with the field null, and `resume` reruns their trials.
+        """
+        blob = json.dumps(
+            {**self.to_dict(), "engine": ENGINE_VERSION}, sort_keys=True, separators=(",", ":")
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -184,6 +239,9 @@ def normalize_key(key: str) -> str:
 
 _INT_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("int", int)}
 _FLOAT_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("float", float)}
+_BOOL_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("bool", bool)}
+_FLOAT_FIELDS_OF_CLASS = tuple(sorted(_FLOAT_FIELDS))
+_BOOL_FIELDS_OF_CLASS = tuple(sorted(_BOOL_FIELDS))
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -196,9 +254,19 @@ def coerce(name: str, value: Any) -> Any:
         if isinstance(value, bool):
             raise ConfigError(name, value, "a number")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(name, value, "a number") from None
+        if not math.isfinite(number):
+            raise ConfigError(name, value, "a finite number")
+        return number
+    if name in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in TRUE_WORDS or text in FALSE_WORDS:
+            return text in TRUE_WORDS
+        raise ConfigError(name, value, "true or false")
     if value is None:
         value = "none"
     if not isinstance(value, str):

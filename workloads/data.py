@@ -28,6 +28,11 @@ BUNDLED = {
 }
 BUNDLED_SIZE = 1000
 NUM_CLASSES = {"cifar10": 10, "mnist": 10}
+# The per-channel mean and std the seed study's transforms.Normalize used (its configs/dataset)
+NORMALIZATION = {
+    "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
+    "mnist": ((0.13062754273414612,), (0.30810779333114624,)),
+}
 
 
 @dataclass(frozen=True)
@@ -120,11 +125,58 @@ def _resize_uint8(array: np.ndarray, side: int) -> np.ndarray:
     return resized[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
 
 
-def choose_images(seed: int, pool_len: int, batch_size: int) -> np.ndarray:
-    """The seed picks `batch_size` distinct images of the pool (same seed, same images)."""
+def choose_images(
+    seed: int, pool_len: int, batch_size: int, image_choice: str = "random"
+) -> np.ndarray:
+    """Which images of the pool the client trains on (registry IMAGE_CHOICES)."""
     if batch_size > pool_len:
         raise ConfigError("batch_size", batch_size, f"at most the pool's {pool_len} images")
+    return IMAGE_CHOICES[image_choice](seed, pool_len, batch_size)
+
+
+def _random_images(seed: int, pool_len: int, batch_size: int) -> np.ndarray:
+    # numpy's generator, its own stream: independent of the model's and the attacker's
     return np.random.default_rng(seed).choice(pool_len, size=batch_size, replace=False)
+
+
+def _first_images(seed: int, pool_len: int, batch_size: int) -> np.ndarray:
+    del seed, pool_len  # the seed study's unshuffled loader: the same images for every seed
+    return np.arange(batch_size)
+
+
+IMAGE_CHOICES = {"random": _random_images, "first": _first_images}
+
+
+def normalize_images(
+    batch: torch.Tensor, image_norm: str, pool: Pool, dataset: str
+) -> torch.Tensor:
+    """The images the client trains on, in [0, 1] (registry IMAGE_NORMS). batch: (B, C, H, W)."""
+    return IMAGE_NORMS[image_norm](batch, pool, dataset)
+
+
+def _unit(batch: torch.Tensor, pool: Pool, dataset: str) -> torch.Tensor:
+    return batch  # pixels / 255, as `to_tensor` made them
+
+
+def _minmax(batch: torch.Tensor, pool: Pool, dataset: str) -> torch.Tensor:
+    """The seed study's: per-channel mean/std normalisation, then each image min-max to [0, 1].
+
+    The dataset's constants for CIFAR-10 and MNIST; for an image folder, the pool's own
+    per-channel mean and std. A constant image (max == min) becomes all zeros.
+    """
+    if dataset in NORMALIZATION:
+        mean, std = (torch.tensor(v, dtype=batch.dtype) for v in NORMALIZATION[dataset])
+    else:
+        pixels = torch.from_numpy(pool.images).double() / 255.0  # (N, H, W, C)
+        mean = pixels.mean(dim=(0, 1, 2)).to(batch.dtype)
+        std = pixels.std(dim=(0, 1, 2)).clamp_min(1e-12).to(batch.dtype)
+    standard = (batch - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    low = standard.amin(dim=(1, 2, 3), keepdim=True)
+    high = standard.amax(dim=(1, 2, 3), keepdim=True)
+    return (standard - low) / (high - low).clamp_min(1e-12)
+
+
+IMAGE_NORMS = {"unit": _unit, "minmax": _minmax}
 
 
 def to_tensor(images: np.ndarray, image_size: int = 0) -> torch.Tensor:

@@ -5,6 +5,10 @@ order the attacker produced is arbitrary, so reconstructions are matched one-to-
 truth images (Hungarian assignment on the MSE matrix, scipy's `linear_sum_assignment`) before
 any score. PSNR = 10 log10(1 / MSE) per image; SSIM is scikit-image's (Gaussian window,
 sigma 1.5, as in Wang et al. 2004), averaged over channels.
+
+`raw_psnr` is the seed study's score, kept beside ours in every row (`psnr_raw_mean`): PSNR per
+image of the dummy as it is (unclamped) against the ground truth image at the same batch
+position (unmatched), averaged over the batch.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ def psnr(reconstruction: torch.Tensor, ground_truth: torch.Tensor) -> np.ndarray
     with np.errstate(divide="ignore"):
         values = 10.0 * np.log10(1.0 / np.maximum(mse, 0.0))
     return np.minimum(values, MAX_PSNR)
+
+
+def raw_psnr(reconstruction: torch.Tensor, ground_truth: torch.Tensor) -> float:
+    """The seed's PSNR: no clamping, no matching, 10 log10(1 / MSE) per image, then the mean."""
+    rec = reconstruction.detach().double().to(ground_truth.device)
+    return float(psnr(rec, ground_truth.double()).mean())
 
 
 def ssim(reconstruction: torch.Tensor, ground_truth: torch.Tensor) -> np.ndarray:

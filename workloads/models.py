@@ -6,6 +6,9 @@
   each conv (the seed study's variant, needed for the bn_mode experiment).
 - `resnet18`: He et al. 2016 with the CIFAR stem (conv3x3 stride 1, no max-pool), BasicBlock
   [2, 2, 2, 2], width 64, BatchNorm.
+- `mcmahan_cnn_seed`: the seed study's McMahan CNN (its `main.py`): conv5x5 with `padding=1`,
+  BatchNorm after each conv, `MaxPool2d(2, padding=1)`: 32x32 -> 30 -> 16 -> 14 -> 8, so fc
+  4096 -> 512. 2,156,682 parameters on CIFAR-10, 1,663,562 on MNIST.
 - `lenet_zhu`: the LeNet of DLG (Zhu et al. 2019, arXiv:1906.08935): three conv5x5 with 12
   channels (strides 2, 2, 1; padding 2), fc -> classes; its own init is U(-0.5, 0.5).
 
@@ -53,6 +56,35 @@ class McMahanCNN(nn.Module):
             nn.MaxPool2d(2),
         )
         reduced = side // 4
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * reduced * reduced, 512),
+            act(),
+            nn.Linear(512, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, classes)
+        return self.classifier(self.features(x))
+
+
+class McMahanSeedCNN(nn.Module):
+    """The seed study's variant: padding 1, BN after each conv, max-pool with padding 1."""
+
+    def __init__(self, channels: int, side: int, num_classes: int, activation: str) -> None:
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 32, 5, padding=1),
+            nn.BatchNorm2d(32),
+            act(),
+            nn.MaxPool2d(2, padding=1),
+            nn.Conv2d(32, 64, 5, padding=1),
+            nn.BatchNorm2d(64),
+            act(),
+            nn.MaxPool2d(2, padding=1),
+        )
+        reduced = (side - 5 + 3) // 2 + 1  # the seed's own size formula: 32 -> 16, 28 -> 14
+        reduced = (reduced - 5 + 3) // 2 + 1  # 16 -> 8, 14 -> 7
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(64 * reduced * reduced, 512),
@@ -139,6 +171,10 @@ def _mcmahan(channels: int, side: int, classes: int, activation: str, norm: str)
     return McMahanCNN(channels, side, classes, activation, norm)
 
 
+def _mcmahan_seed(channels: int, side: int, classes: int, activation: str, norm: str) -> nn.Module:
+    return McMahanSeedCNN(channels, side, classes, activation)
+
+
 def _resnet18(channels: int, side: int, classes: int, activation: str, norm: str) -> nn.Module:
     return ResNet18(channels, side, classes, activation)
 
@@ -151,6 +187,7 @@ MODELS: dict[str, Callable[[int, int, int, str, str], nn.Module]] = {
     "mcmahan_cnn": _mcmahan,
     "resnet18": _resnet18,
     "lenet_zhu": _lenet,
+    "mcmahan_cnn_seed": _mcmahan_seed,
 }
 
 
@@ -201,6 +238,7 @@ def create_model(
     norm: str = "none",
     init_method: str = "default",
     init_gain: str = "activation",
+    init_scale: float = 1.0,
 ) -> nn.Module:
     """Build a model by name and initialise its Conv/Linear weights (timm's create_model)."""
     if name not in MODELS:
@@ -211,13 +249,15 @@ def create_model(
         raise ConfigError("init_method", init_method, "one of " + ", ".join(INITS))
     model = MODELS[name](channels, side, num_classes, activation, norm)
     init = INITS[init_method]
-    if init is None:
-        if isinstance(model, LeNetZhu):
-            model.default_init()
-        return model
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            init(module.weight, activation, init_gain)
+    if init is None and isinstance(model, LeNetZhu):
+        model.default_init()
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        for module in layers:
+            if init is not None:
+                init(module.weight, activation, init_gain)
+            if init_scale != 1.0:
+                module.weight.mul_(init_scale)
     return model
 
 

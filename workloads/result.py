@@ -20,6 +20,7 @@ class TrialResult:
     psnr_mean: float | None = None
     psnr_min: float | None = None
     psnr_max: float | None = None
+    psnr_raw_mean: float | None = None  # the seed's PSNR: unclamped, unmatched, mean over B
     ssim_mean: float | None = None
     label_accuracy: float | None = None
     grad_loss_final: float | None = None  # gradient loss of the kept (best) iterate
@@ -28,12 +29,14 @@ class TrialResult:
     wall_seconds: float = 0.0
     seconds_per_iteration: float | None = None
     device: str = "cpu"
+    gpu_memory_peak_bytes: int | None = None  # the trial's peak CUDA allocation (None on CPU)
     started_at: float = 0.0  # unix seconds
     finished_at: float = 0.0
     label_strategy_used: str | None = None
     true_labels: list[int] = field(default_factory=list)
     predicted_labels: list[int] = field(default_factory=list)
     grad_zero_fraction: float | None = None  # share of exactly-zero shared-gradient entries
+    init_weight_std: float | None = None  # std of the first conv's weights as initialised
     grad_kernel_norms: list[float] = field(default_factory=list)  # first conv, per kernel
     curve_iteration: list[int] = field(default_factory=list)
     curve_grad_loss: list[float] = field(default_factory=list)

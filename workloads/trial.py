@@ -2,9 +2,10 @@
 
 `run_trial(config)` is pure: the same config (and seed) on the same device gives the same
 result. The seed fixes the model's initial weights, the images drawn from the pool, the dummy
-initialisation and the defense noise. The boundary is breaching's: the attacker (`attack.py`)
-receives the model, the shared gradients and the batch shape; only `metrics.py` sees the
-ground truth.
+initialisation and the defense noise, each from a random stream of its own (`RandomStreams`):
+no draw of one role can echo another's (the dummy is never a copy of the weights' draws). The
+boundary is breaching's: the attacker (`attack.py`) receives the model, the shared gradients and
+the batch shape; only `metrics.py` sees the ground truth.
 """
 
 from __future__ import annotations
@@ -22,22 +23,37 @@ from workloads import metrics
 from workloads.attack import AttackSettings, reconstruct
 from workloads.client import apply_defenses, client_gradients, zero_fraction
 from workloads.config import TrialConfig
-from workloads.data import choose_images, load_pool, to_tensor
-from workloads.labels import LABEL_RULES
+from workloads.data import choose_images, load_pool, normalize_images, to_tensor
+from workloads.device import resolve_device, trial_runtime
+from workloads.labels import LABEL_RULES, LastLayer
 from workloads.models import create_model, first_conv, last_linear
 from workloads.result import TrialResult
 
 log = logging.getLogger("dlgsweep")
 
 
-def resolve_device(device: str | None) -> str:
-    """CUDA when asked for (or, with None, when present); otherwise CPU, and say so."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        log.warning("CUDA was requested but is not available: running the attack on CPU")
-        return "cpu"
-    return device
+__all__ = ["RandomStreams", "resolve_device", "run_trial"]
+
+
+class RandomStreams:
+    """One independent random stream per role, all derived from the trial's seed.
+
+    numpy's SeedSequence mixes (seed, role) into unrelated states, so the model's weights, the
+    client's noise and the attacker's draws (dummy start, soft labels) never share draws. The
+    images keep `numpy.random.default_rng(seed)` (`data.choose_images`).
+    """
+
+    ROLES = {"model": 1, "client": 2, "attacker": 3}
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def seed_of(self, role: str) -> int:
+        sequence = np.random.SeedSequence([self.seed, self.ROLES[role]])
+        return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))  # < 2**63
+
+    def generator(self, role: str) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed_of(role))
 
 
 def run_trial(
@@ -47,7 +63,10 @@ def run_trial(
     started = time.time()
     device = resolve_device(device)
     try:
-        return _run(config, device, started, keep_frames)
+        with trial_runtime(device, config.precision, config.deterministic) as runtime:
+            result = _run(config, device, started, keep_frames)
+        result.gpu_memory_peak_bytes = runtime.peak_memory_bytes
+        return result
     except Exception as exc:  # a failed trial is a record, not a gap
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         log.error("trial %s failed: %s", config.trial_key, detail)
@@ -63,22 +82,29 @@ def run_trial(
 
 def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) -> TrialResult:
     pool = load_pool(config.dataset, config.split, config.pool_size)
-    chosen = choose_images(config.seed, len(pool), config.batch_size)
-    ground_truth = to_tensor(pool.images[chosen], config.image_size).to(device)  # (B, C, H, W)
+    chosen = choose_images(config.seed, len(pool), config.batch_size, config.image_choice)
+    images = to_tensor(pool.images[chosen], config.image_size)
+    ground_truth = normalize_images(images, config.image_norm, pool, config.dataset)
+    ground_truth = ground_truth.to(device)  # (B, C, H, W) in [0, 1]
     true_labels = torch.from_numpy(pool.labels[chosen]).to(device)
     _, channels, height, width = ground_truth.shape
 
-    torch.manual_seed(config.seed)
-    model = create_model(
-        config.model,
-        channels=channels,
-        side=height,
-        num_classes=pool.num_classes,
-        activation=config.activation,
-        norm=config.norm,
-        init_method=config.init_method,
-        init_gain=config.init_gain,
-    ).to(device)
+    streams = RandomStreams(config.seed)
+    with torch.random.fork_rng(devices=[]):  # the model's own stream; global state untouched
+        torch.manual_seed(streams.seed_of("model"))
+        model = create_model(
+            config.model,
+            channels=channels,
+            side=height,
+            num_classes=pool.num_classes,
+            activation=config.activation,
+            norm=config.norm,
+            init_method=config.init_method,
+            init_gain=config.init_gain,
+            init_scale=config.init_scale,
+        )
+    model = model.to(device)
+    init_weight_std = float(first_conv(model).weight.detach().std())
     server_model = copy.deepcopy(model)  # what the attacker knows: the weights sent out
 
     # --- client: gradient of one local step, then the defense ------------------------------
@@ -87,9 +113,10 @@ def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) ->
         gradients,
         prune=config.prune,
         prune_ratio=config.prune_ratio,
+        prune_mode=config.prune_mode,
         noise=config.noise,
         noise_scale=config.noise_scale,
-        seed=config.seed,
+        generator=streams.generator("client"),
     )
     del gradients, model
 
@@ -97,8 +124,7 @@ def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) ->
     strategy = config.effective_label_strategy
     rule = LABEL_RULES[strategy]
     if rule is not None:
-        index = _param_index(server_model, last_linear(server_model).weight)
-        labels = rule(shared[index].cpu(), config.batch_size)
+        labels = rule(last_layer_gradient(server_model, shared), config.batch_size)
     elif strategy == "oracle":
         labels = true_labels.cpu()
     else:
@@ -115,6 +141,11 @@ def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) ->
         stop_threshold=config.stop_threshold,
         stop_patience=config.stop_patience,
         observe_every=every,
+        dummy_init=config.dummy_init,
+        iterate=config.iterate,
+        skip_zero_tensors=config.skip_zero_tensors,
+        # the attacker masks only when it knows the client prunes: a no-op otherwise
+        mask_pruned=config.mask_pruned and config.prune != "none",
     )
     curve: dict[str, list] = {"iteration": [], "loss": [], "psnr": []}
     frames: list[np.ndarray] = []
@@ -126,7 +157,7 @@ def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) ->
         if keep_frames:
             frames.append(metrics.to_uint8(dummy))
 
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = streams.generator("attacker")
     attack_started = time.perf_counter()
     log.info("trial %s on %s: %r", config.trial_key, device, settings)
     outcome = reconstruct(
@@ -153,9 +184,10 @@ def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) ->
         psnr_mean=float(scores.psnr.mean()),
         psnr_min=float(scores.psnr.min()),
         psnr_max=float(scores.psnr.max()),
+        psnr_raw_mean=metrics.raw_psnr(outcome.reconstruction, ground_truth),
         ssim_mean=float(scores.ssim.mean()) if scores.ssim is not None else None,
         label_accuracy=metrics.label_accuracy(outcome.labels, true_labels),
-        grad_loss_final=outcome.best_loss if math.isfinite(outcome.best_loss) else None,
+        grad_loss_final=outcome.kept_loss if math.isfinite(outcome.kept_loss) else None,
         iterations_run=outcome.iterations_run,
         best_iteration=outcome.best_iteration,
         wall_seconds=finished - started,
@@ -167,6 +199,7 @@ def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) ->
         true_labels=[int(v) for v in true_labels.cpu()],
         predicted_labels=[int(v) for v in outcome.labels],
         grad_zero_fraction=zero_fraction(shared),
+        init_weight_std=init_weight_std,
         grad_kernel_norms=[float(v) for v in kernel_norms.cpu()],
         curve_iteration=curve["iteration"],
         curve_grad_loss=[v if math.isfinite(v) else None for v in curve["loss"]],
@@ -175,6 +208,14 @@ def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) ->
         ground_truth=metrics.to_uint8(ground_truth),
         frames=frames,
     )
+
+
+def last_layer_gradient(model: torch.nn.Module, shared: list[torch.Tensor]) -> LastLayer:
+    """The shared gradient of the classifier layer (weight and, where it has one, bias)."""
+    layer = last_linear(model)
+    weight = shared[_param_index(model, layer.weight)].cpu()
+    bias = None if layer.bias is None else shared[_param_index(model, layer.bias)].cpu()
+    return LastLayer(weight=weight, bias=bias)
 
 
 def _param_index(model: torch.nn.Module, parameter: torch.nn.Parameter) -> int:

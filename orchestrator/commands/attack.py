@@ -15,6 +15,8 @@ from pathlib import Path
 
 from workloads.config import CHOICES, TrialConfig
 
+BOOLEAN_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("bool", bool)}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,13 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for field in fields(TrialConfig):
         allowed = CHOICES.get(field.name)
         hint = f" ({' | '.join(allowed)})" if allowed else ""
+        flag = "--" + field.name.replace("_", "-")
+        default = f"default {getattr(defaults, field.name)!r}"
+        if field.name in BOOLEAN_FIELDS:  # `--mask-pruned` alone means true
+            parser.add_argument(
+                flag, dest=field.name, default=None, nargs="?", const="true",
+                metavar="true|false", help=f"{default}; the flag alone means true",
+            )  # fmt: skip
+            continue
         parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            dest=field.name,
-            default=None,
-            metavar=field.name.upper(),
-            help=f"default {getattr(defaults, field.name)!r}{hint}",
-        )
+            flag, dest=field.name, default=None, metavar=field.name.upper(),
+            help=f"{default}{hint}",
+        )  # fmt: skip
     parser.add_argument("--out", default="attack-out", help="output folder (default attack-out)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda if present)")
     parser.set_defaults(func=run)
@@ -56,19 +63,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {result.error}")
         return 1
     _write_images(out, result)
-    print(
+    print(summary(config, result, out))
+    return 0
+
+
+def _num(value: float | None, spec: str, scale: float = 1.0) -> str:
+    """A number formatted by `spec`, or 'n/a' when the attack produced none (never a crash)."""
+    return "n/a" if value is None else format(value * scale, spec)
+
+
+def summary(config: TrialConfig, result, out: Path) -> str:  # noqa: ANN001 (TrialResult)
+    """What one attack did, for every status (a diverged trial may lack any number)."""
+    note = ""
+    if result.status == "diverged":
+        note = " (the attack hit NaN/inf; the scores are of the best finite iterate)"
+    kept = "best" if config.iterate == "best" else "last"
+    return (
         f"{config.model} {config.activation} {config.init_method} B={config.batch_size} "
-        f"seed={config.seed} on {result.device}: status {result.status}\n"
-        f"  PSNR mean {result.psnr_mean:.2f} dB (min {result.psnr_min:.2f}, max "
-        f"{result.psnr_max:.2f}), SSIM {result.ssim_mean:.3f}\n"
+        f"seed={config.seed} on {result.device}: status {result.status}{note}\n"
+        f"  PSNR mean {_num(result.psnr_mean, '.2f')} dB (min {_num(result.psnr_min, '.2f')}, "
+        f"max {_num(result.psnr_max, '.2f')}), SSIM {_num(result.ssim_mean, '.3f')}; "
+        f"the seed's raw PSNR {_num(result.psnr_raw_mean, '.2f')} dB\n"
         f"  labels {result.predicted_labels} (true {result.true_labels}), "
-        f"label accuracy {result.label_accuracy:.2f} [{result.label_strategy_used}]\n"
-        f"  gradient loss {result.grad_loss_final:.3g} at iteration {result.best_iteration}, "
-        f"{result.iterations_run} iterations, "
-        f"{1000 * result.seconds_per_iteration:.1f} ms/iteration\n"
+        f"label accuracy {_num(result.label_accuracy, '.2f')} [{result.label_strategy_used}]\n"
+        f"  gradient loss {_num(result.grad_loss_final, '.3g')} ({kept} iterate; best at "
+        f"iteration {result.best_iteration}), {result.iterations_run} iterations, "
+        f"{_num(result.seconds_per_iteration, '.1f', 1000)} ms/iteration\n"
         f"  wrote {out}/ground_truth.png, reconstruction.png, convergence.gif, result.json"
     )
-    return 0
 
 
 def _write_images(out: Path, result) -> None:
