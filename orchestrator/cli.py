@@ -25,9 +25,9 @@ COMMANDS: dict[str, str] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 already; keep its message short
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    def error(self, message: str) -> None:
+        """Bad flags: one line naming the flag and what it takes, exit code 2 (as argparse)."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
 def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
@@ -40,6 +40,12 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(
+            f"dlgsweep: error: expected a command: {', '.join(COMMANDS)} (see dlgsweep -h)",
+            file=sys.stderr,
+        )
+        return 2
     # import only the module the user asked for, so a broken optional part can't break the rest
     wanted = [argv[0]] if argv and argv[0] in COMMANDS else None
     args = build_parser(wanted).parse_args(argv)

@@ -17,6 +17,7 @@ Ray process exists.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,6 +31,10 @@ from workloads.errors import ConfigError, UserError
 
 TOP_LEVEL_KEYS = ("name", "description", "grid", "fixed", "attack", "resources", "retries")
 RESOURCE_KEYS = ("cpu", "gpu")
+# Ray counts resources in units of 1/10000 (ray._raylet.RESOURCE_UNIT_SCALING); a request below
+# one unit is refused by Ray's own option check, and a finer one would be silently rounded.
+RESOURCE_UNITS = 10_000
+MAX_TRIALS = 1_000_000  # a grid this large is a typo (a stray axis), not a study
 # TrialConfig fields that describe the attacker (the `attack:` section); the rest go in `fixed`.
 ATTACK_FIELDS = (
     "loss",
@@ -109,7 +114,7 @@ def load_spec(name_or_path: str) -> SweepSpec:
     """A preset name (`paper`, `demo`, ...) or a path to a YAML file, validated."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        text, source = path.read_text(), str(path)
+        text, source = _read_text(path), str(path)
     elif name_or_path in preset_names():
         text, source = preset_text(name_or_path), f"preset {name_or_path}"
     else:
@@ -120,12 +125,50 @@ def load_spec(name_or_path: str) -> SweepSpec:
     return parse_yaml(text, source)
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: byte {exc.start} ({exc.object[exc.start]:#04x}) is not UTF-8; "
+            "expected a YAML spec saved as UTF-8 text"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the spec ({exc.strerror})") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a spec must not."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float)) and key in seen:
+                where = f"on line {line}" if seen[key] == line else f"lines {seen[key]}, {line}"
+                raise UserError(f"{key}: given twice ({where}); expected each key once")
+            if isinstance(key, (str, int, float)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str, source: str = "") -> SweepSpec:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise UserError(f"{source or 'spec'}: not valid YAML: {exc}") from None
+        raise UserError(f"{source or 'spec'}: not valid YAML: {_one_line(exc)}") from None
     return parse_spec(raw, source)
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans lines (context, problem, a caret drawing); keep what and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def parse_spec(raw: Any, source: str = "") -> SweepSpec:
@@ -143,9 +186,9 @@ def parse_spec(raw: Any, source: str = "") -> SweepSpec:
     fixed = _section(raw, "fixed")
     attack = _section(raw, "attack")
 
-    grid_n = {_field(f"grid.{axis}", axis): _axis(axis, values) for axis, values in grid.items()}
-    fixed_n = {_field(f"fixed.{key}", key): value for key, value in fixed.items()}
-    attack_n = {_field(f"attack.{key}", key): value for key, value in attack.items()}
+    grid_n = {axis: _axis(axis, values) for axis, values in _normalised("grid", grid).items()}
+    fixed_n = _normalised("fixed", fixed)
+    attack_n = _normalised("attack", attack)
     for key in attack_n:
         if key not in ATTACK_FIELDS:
             raise ConfigError(f"attack.{key}", None, ", ".join(ATTACK_FIELDS))
@@ -155,6 +198,8 @@ def parse_spec(raw: Any, source: str = "") -> SweepSpec:
         if axis in fixed_n or axis in attack_n:
             where = "fixed" if axis in fixed_n else "attack"
             raise UserError(f"grid.{axis}: also set in {where}.{axis}; an axis varies, keep one")
+
+    _check_size(grid_n)
 
     spec = SweepSpec(
         name=name,
@@ -181,6 +226,36 @@ def _section(raw: dict, key: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(key, value, "a mapping of trial field -> value")
     return value
+
+
+def _normalised(section: str, raw: dict) -> dict[str, Any]:
+    """Field name -> value, with the seed's spellings (`model.init_method`) mapped to ours.
+
+    Two spellings of one field in a section (`activation` and `model.activation`) are an
+    error: keeping either silently would run a sweep other than the one written.
+    """
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in raw.items():
+        name = _field(f"{section}.{key}", key)
+        if name in out:
+            raise ConfigError(
+                f"{section}.{key}",
+                value,
+                f"each field once; {section}.{spelled[name]} already sets {name}",
+            )
+        out[name], spelled[name] = value, str(key)
+    return out
+
+
+def _check_size(grid: dict[str, list[Any]]) -> None:
+    """Refuse a runaway grid before building its trials (each one is validated below)."""
+    total = math.prod(len(values) for values in grid.values())
+    if total > MAX_TRIALS:
+        sizes = " x ".join(f"{axis} {len(values)}" for axis, values in grid.items())
+        raise ConfigError(
+            "grid", f"{total:,} trials ({sizes})", f"at most {MAX_TRIALS:,} trials per sweep"
+        )
 
 
 def _field(where: str, key: Any) -> str:
@@ -221,14 +296,28 @@ def _resources(raw: Any) -> Resources:
     for key in raw:
         if key not in RESOURCE_KEYS:
             raise ConfigError(f"resources.{key}", None, ", ".join(RESOURCE_KEYS))
-    cpu, gpu = raw.get("cpu", 1), raw.get("gpu", 0)
-    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu <= 0:
+    cpu = _quantity("resources.cpu", raw.get("cpu", 1), "a number > 0 (CPUs per trial)")
+    gpu = _quantity("resources.gpu", raw.get("gpu", 0), "a number >= 0 (GPUs per trial)")
+    if cpu == 0:
         raise ConfigError("resources.cpu", cpu, "a number > 0 (CPUs per trial)")
-    if isinstance(gpu, bool) or not isinstance(gpu, (int, float)) or gpu < 0:
-        raise ConfigError("resources.gpu", gpu, "a number >= 0 (GPUs per trial)")
-    if gpu > 1 and float(gpu) != int(gpu):
+    if gpu > 1 and not gpu.is_integer():
         raise ConfigError("resources.gpu", gpu, "a fraction below 1 or a whole number (Ray's rule)")
     return Resources(cpu=float(cpu), gpu=float(gpu))
+
+
+def _quantity(where: str, value: Any, allowed: str) -> float:
+    """A finite, non-negative number that Ray can represent: a multiple of 1/RESOURCE_UNITS."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(where, value, allowed)
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(where, value, allowed)
+    units = value * RESOURCE_UNITS
+    if abs(units - round(units)) > 1e-6 * max(1.0, units):
+        raise ConfigError(
+            where, value, f"{allowed}, in steps of {1 / RESOURCE_UNITS:g} (Ray's resource unit)"
+        )
+    return value
 
 
 def _retries(raw: Any) -> int:

@@ -12,6 +12,22 @@ import argparse
 from orchestrator.spec import load_spec, preset_names
 
 
+def _count(minimum: int, allowed: str):
+    """An argparse type: an integer >= minimum; argparse's error names the flag, this the rule."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            # argparse prefixes "argument --flag: "
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected {allowed}")
+        return value
+
+    return parse
+
+
 def add_cluster_args(parser: argparse.ArgumentParser) -> None:
     """The flags that say which Ray cluster runs the trials (shared by run, resume, plan)."""
     group = parser.add_argument_group("cluster")
@@ -20,10 +36,20 @@ def add_cluster_args(parser: argparse.ArgumentParser) -> None:
         help="connect to a running Ray cluster: 'auto' or HOST:PORT (default: $RAY_ADDRESS, "
         "else start a local Ray on this machine)",
     )
-    group.add_argument("--num-cpus", type=int, help="local cluster only: CPUs to offer")
-    group.add_argument("--num-gpus", type=int, help="local cluster only: GPUs to offer")
     group.add_argument(
-        "--max-concurrent", type=int, help="run at most N trials at once (default: what fits)"
+        "--num-cpus",
+        type=_count(1, "an integer >= 1"),
+        help="local cluster only: CPUs to offer",
+    )
+    group.add_argument(
+        "--num-gpus",
+        type=_count(0, "an integer >= 0"),
+        help="local cluster only: GPUs to offer",
+    )
+    group.add_argument(
+        "--max-concurrent",
+        type=_count(1, "an integer >= 1"),
+        help="run at most N trials at once (default: what fits)",
     )
     group.add_argument(
         "--require-gpu",
