@@ -8,6 +8,12 @@ The FLOP model: one attack iteration costs about 9 forward passes (forward and b
 dummy's gradient, then the backward through that gradient); per 32x32 image that is 0.30 GFLOP
 for the McMahan CNN and 10.1 GFLOP for the CIFAR ResNet-18, scaled by batch size and by pixel
 count for other image sizes. The `paper` grid comes to about 15.5 PFLOP.
+
+`--results DIR` replaces the FLOP model with measurements where a previous sweep has them: the
+rows under DIR (finished trials of the same model, batch size, optimizer, dataset and image
+size, on the same device kind: cuda or cpu) give the median seconds per iteration and the median
+time a trial spends outside its iterations; the plan says for which (model, batch, device) it
+used measurements, at which GPU share they were taken, and where it fell back to the model.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 
 from orchestrator.commands.run import add_cluster_args
 from orchestrator.spec import SweepSpec, load_spec, preset_names
 from workloads.config import TrialConfig
+from workloads.errors import UserError
 
 # GFLOP per attack iteration per 32x32 image (about 9 forward passes)
 GFLOP_PER_ITERATION = {"mcmahan_cnn": 0.30, "resnet18": 10.1, "lenet_zhu": 0.0126}
@@ -77,11 +86,134 @@ def human_hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def plan_lines(spec: SweepSpec, cluster) -> list[str]:  # noqa: ANN001 (sweep.ClusterView)
+# ---------------------------------------------------------------------------------------------
+# Measured throughput: a previous sweep's rows
+# ---------------------------------------------------------------------------------------------
+
+# what must match for a row's speed to stand for a trial's: model, batch size, device kind
+# (cuda | cpu), optimizer, dataset, image size
+MeasureKey = tuple[str, int, str, str, str, int]
+MEASURE_COLUMNS = [
+    "sweep", "status", "model", "batch_size", "device", "optimizer", "dataset", "image_size",
+    "seconds_per_iteration", "iterations_run", "wall_seconds",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Median speed of the finished rows of one MeasureKey."""
+
+    seconds_per_iteration: float
+    overhead_seconds: float  # per trial, outside the iterations (data, model, scoring, row)
+    rows: int
+    gpu_shares: tuple[float, ...]  # the GPU share per trial of the sweeps measured (cuda)
+
+    def trial_seconds(self, iterations: int) -> float:
+        return self.overhead_seconds + iterations * self.seconds_per_iteration
+
+
+def device_kind(device: str | None) -> str:
+    return "cuda" if str(device or "").startswith("cuda") else "cpu"
+
+
+def measure_key(config: TrialConfig, device: str) -> MeasureKey:
+    return (config.model, config.batch_size, device_kind(device), config.optimizer,
+            config.dataset, config.image_size)  # fmt: skip
+
+
+def measured_throughput(results: str) -> dict[MeasureKey, Measured]:
+    """Median seconds per iteration (and per-trial overhead) of every finished row under
+    `results` (a results folder or one sweep's folder), by MeasureKey."""
+    from analysis import load
+
+    try:
+        trials = load.load(results, columns=MEASURE_COLUMNS)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise UserError(f"--results: {exc}") from None
+    shares = {sweep: _gpu_share(results, sweep) for sweep in trials.files}
+    grouped: dict[MeasureKey, list[dict]] = defaultdict(list)
+    for row in trials.frame.to_dicts():
+        spi, run = row["seconds_per_iteration"], row["iterations_run"]
+        if row["status"] not in load.RESULT_STATUSES or not spi or spi <= 0 or not run:
+            continue
+        key = (row["model"], row["batch_size"], device_kind(row["device"]), row["optimizer"],
+               row["dataset"], row["image_size"] or 0)  # fmt: skip
+        grouped[key].append(row)
+    measured = {}
+    for key, rows in grouped.items():
+        found = {shares.get(r["sweep"]) for r in rows} if key[2] == "cuda" else set()
+        measured[key] = Measured(
+            seconds_per_iteration=statistics.median(r["seconds_per_iteration"] for r in rows),
+            overhead_seconds=statistics.median(
+                max(
+                    0.0,
+                    (r["wall_seconds"] or 0.0) - r["iterations_run"] * r["seconds_per_iteration"],
+                )
+                for r in rows
+            ),
+            rows=len(rows),
+            gpu_shares=tuple(sorted(s for s in found if s is not None)),
+        )
+    return measured
+
+
+def _gpu_share(results: str, sweep: str) -> float | None:
+    """resources.gpu of the sweep's saved spec (results may be the tree or the sweep itself)."""
+    from orchestrator.sink import SweepStore
+    from orchestrator.spec import parse_yaml
+
+    for store in (SweepStore.of(results, sweep), SweepStore(results)):
+        try:
+            text = store.read_spec()
+            if text:
+                return parse_yaml(text).resources.gpu
+        except Exception:  # an unreadable or older spec: the share is just unknown
+            continue
+    return None
+
+
+def _throughput_lines(
+    used: dict[tuple[str, str], dict[int, Measured]],
+    fallback: dict[tuple[str, str], set[int]],
+    source: str,
+    gpu: float,
+) -> list[str]:
+    lines = []
+    for (model, device), by_batch in sorted(used.items()):
+        speeds = ", ".join(
+            f"B={b} {m.seconds_per_iteration * 1e3:.3g} ms/it" for b, m in sorted(by_batch.items())
+        )
+        rows = sum(m.rows for m in by_batch.values())
+        shares = sorted({s for m in by_batch.values() for s in m.gpu_shares})
+        at = f", at gpu {'/'.join(f'{s:g}' for s in shares)} per trial" if shares else ""
+        lines.append(f"  measured: {model} on {device}: {speeds} ({rows} rows{at})")
+        if device == "cuda" and shares and shares != [gpu]:
+            lines.append(
+                f"    note: measured at gpu {'/'.join(f'{s:g}' for s in shares)} per trial, this "
+                f"spec asks {gpu:g}: the rate per trial changes with the trials sharing a GPU"
+            )
+    for (model, device), batches in sorted(fallback.items()):
+        listed = ", ".join(str(b) for b in sorted(batches))
+        lines.append(
+            f"  FLOP model: {model} B={listed} on {device} (no finished rows of that model, "
+            f"batch and device in {source})"
+        )
+    return lines
+
+
+def plan_lines(
+    spec: SweepSpec,
+    cluster,  # noqa: ANN001 (sweep.ClusterView)
+    measured: dict[MeasureKey, Measured] | None = None,
+    source: str = "",
+) -> list[str]:
     trials = spec.trials()
     lines = [f"sweep: {spec.name} ({spec.source})", f"trials: {len(trials)}", "axes:"]
     for axis, values in spec.grid.items():
         lines.append(f"  {axis} ({len(values)}): {', '.join(str(v) for v in values)}")
+    for name, overrides in spec.variants.items():  # each crossed with the whole grid
+        changes = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as fixed/attack say"
+        lines.append(f"  variant {name}: {changes}")
     if spec.fixed:
         lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in spec.fixed.items()))
     if spec.attack:
@@ -114,8 +246,30 @@ def plan_lines(spec: SweepSpec, cluster) -> list[str]:  # noqa: ANN001 (sweep.Cl
     if slots == 0:
         lines.append("ETA: never: no node can hold one trial's resources")
         return lines
-    seconds = sum(trial_seconds(c, cpu, gpu) for c in trials) / slots
-    lines.append(f"ETA: ~{human_hours(seconds)} with {slots} at once (assuming {assumption})")
+    device = "cuda" if gpu else "cpu"
+    used: dict[tuple[str, str], dict[int, Measured]] = defaultdict(dict)
+    fallback: dict[tuple[str, str], set[int]] = defaultdict(set)
+    work_seconds, from_rows = 0.0, 0
+    for config in trials:
+        found = (measured or {}).get(measure_key(config, device))
+        if found is not None:
+            work_seconds += found.trial_seconds(config.iterations)
+            used[(config.model, device)][config.batch_size] = found
+            from_rows += 1
+        else:
+            work_seconds += trial_seconds(config, cpu, gpu)
+            fallback[(config.model, device)].add(config.batch_size)
+    seconds = work_seconds / slots
+    if measured is not None:
+        lines.append(f"throughput: measured for {from_rows} of {len(trials)} trials ({source})")
+        lines.extend(_throughput_lines(used, fallback, source, gpu))
+    if from_rows == len(trials):
+        basis = f"seconds per iteration and per trial measured in {source}"
+    elif from_rows:
+        basis = f"measured speed for {from_rows} trials; the others {assumption}"
+    else:
+        basis = assumption
+    lines.append(f"ETA: ~{human_hours(seconds)} with {slots} at once (assuming {basis})")
     if seconds > WARN_HOURS * 3600:
         lines.append(
             f"warning: ETA ~{human_hours(seconds)} (> {WARN_HOURS:g} h) on this cluster; use a GPU "
@@ -131,6 +285,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument(
         "spec", help=f"a preset ({', '.join(preset_names())}) or the path of a sweep YAML"
+    )
+    parser.add_argument(
+        "--results",
+        metavar="DIR",
+        help="a previous sweep's results (a results folder or one sweep's): its measured "
+        "seconds per iteration replace the FLOP model for the same model, batch and device",
     )
     add_cluster_args(parser)
     parser.set_defaults(func=main)
@@ -157,7 +317,8 @@ def main(args: argparse.Namespace) -> int:
         cluster = ClusterView([{"CPU": float(cpus), "GPU": float(gpus)}], "this machine")
     if args.max_concurrent:
         cluster = _capped(cluster, args.max_concurrent, spec)
-    for line in plan_lines(spec, cluster):
+    measured = measured_throughput(args.results) if args.results else None
+    for line in plan_lines(spec, cluster, measured, source=args.results or ""):
         print(line)
     return 0
 
