@@ -29,7 +29,9 @@ import yaml
 from workloads.config import CHOICES, TrialConfig, coerce, normalize_key
 from workloads.errors import ConfigError, UserError
 
-TOP_LEVEL_KEYS = ("name", "description", "grid", "fixed", "attack", "resources", "retries")
+TOP_LEVEL_KEYS = (
+    "name", "description", "grid", "fixed", "attack", "variants", "resources", "retries",
+)  # fmt: skip
 RESOURCE_KEYS = ("cpu", "gpu")
 # Ray counts resources in units of 1/10000 (ray._raylet.RESOURCE_UNIT_SCALING); a request below
 # one unit is refused by Ray's own option check, and a finer one would be silently rounded.
@@ -47,6 +49,10 @@ ATTACK_FIELDS = (
     "stop_threshold",
     "stop_patience",
     "curve_points",
+    "dummy_init",
+    "iterate",
+    "skip_zero_tensors",
+    "mask_pruned",
 )
 TRIAL_FIELDS = tuple(TrialConfig.__dataclass_fields__)
 DEFAULT_RETRIES = 2
@@ -76,10 +82,27 @@ class SweepSpec:
     retries: int = DEFAULT_RETRIES
     description: str = ""
     source: str = ""  # preset name or path the spec came from (not saved)
+    # name -> fields overriding fixed/attack; each variant is crossed with the whole grid
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def trials(self) -> list[TrialConfig]:
-        """Every trial of the grid, in a stable order (the last axis varies fastest)."""
-        return _expand(self.grid, {**self.fixed, **self.attack})
+        """Every trial: each variant x the grid, in a stable order (last axis fastest)."""
+        return [config for _, config in self.labelled_trials()]
+
+    def labelled_trials(self) -> list[tuple[str, TrialConfig]]:
+        """(variant name, trial) for every trial; the name is "" when there are no variants."""
+        base = {**self.fixed, **self.attack}
+        if not self.variants:
+            return [("", config) for config in _expand(self.grid, base)]
+        return [
+            (name, config)
+            for name, overrides in self.variants.items()
+            for config in _expand(self.grid, {**base, **overrides}, variant=name)
+        ]
+
+    def variant_of(self) -> dict[str, str]:
+        """trial_key -> the variant it belongs to (empty when the spec has no variants)."""
+        return {c.trial_key: name for name, c in self.labelled_trials() if name}
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec: defaults filled in, spellings normalised; `parse_spec` reads it."""
@@ -89,6 +112,8 @@ class SweepSpec:
         out["grid"] = {axis: list(values) for axis, values in self.grid.items()}
         out["fixed"] = dict(self.fixed)
         out["attack"] = dict(self.attack)
+        if self.variants:
+            out["variants"] = {name: dict(fields) for name, fields in self.variants.items()}
         out["resources"] = {"cpu": self.resources.cpu, "gpu": self.resources.gpu}
         out["retries"] = self.retries
         return out
@@ -199,7 +224,8 @@ def parse_spec(raw: Any, source: str = "") -> SweepSpec:
             where = "fixed" if axis in fixed_n else "attack"
             raise UserError(f"grid.{axis}: also set in {where}.{axis}; an axis varies, keep one")
 
-    _check_size(grid_n)
+    variants_n = _variants(raw.get("variants"), grid_n)
+    _check_size(grid_n, len(variants_n) or 1)
 
     spec = SweepSpec(
         name=name,
@@ -210,15 +236,51 @@ def parse_spec(raw: Any, source: str = "") -> SweepSpec:
         retries=_retries(raw.get("retries", DEFAULT_RETRIES)),
         description=str(raw.get("description") or ""),
         source=source,
+        variants={
+            name: {key: _value(f"variants.{name}.{key}", key, v) for key, v in fields.items()}
+            for name, fields in variants_n.items()
+        },
     )
-    trials = spec.trials()  # builds every TrialConfig: cross-field errors surface here
-    keys = [t.trial_key for t in trials]
-    if len(set(keys)) != len(keys):
-        raise UserError(
-            "grid: two grid points are the same trial (a value listed twice, perhaps in two "
-            "spellings such as ReLU and relu); list each value once"
-        )
+    labelled = spec.labelled_trials()  # builds every TrialConfig: cross-field errors here
+    seen: dict[str, str] = {}
+    for name, config in labelled:
+        if config.trial_key in seen:
+            if name or seen[config.trial_key]:
+                raise UserError(
+                    f"variants: {seen[config.trial_key]!r} and {name!r} give the same trial "
+                    f"({config.trial_key}); each variant must change something"
+                )
+            raise UserError(
+                "grid: two grid points are the same trial (a value listed twice, perhaps in "
+                "two spellings such as ReLU and relu); list each value once"
+            )
+        seen[config.trial_key] = name
     return spec
+
+
+def _variants(raw: Any, grid: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    """`variants: {name: {field: value}}`: one-at-a-time designs (e.g. `corrections`)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("variants", raw, "a non-empty mapping of name -> {field: value}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, fields in raw.items():
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise ConfigError("variants", name, "variant names of letters, digits, '_', '-', '.'")
+        if fields is None:
+            fields = {}
+        if not isinstance(fields, dict):
+            raise ConfigError(f"variants.{name}", fields, "a mapping of trial field -> value")
+        normalised = _normalised(f"variants.{name}", fields)
+        for key in normalised:
+            if key in grid:
+                raise UserError(
+                    f"variants.{name}.{key}: {key} is a grid axis; a variant overrides fixed "
+                    "or attack fields only"
+                )
+        out[name] = normalised
+    return out
 
 
 def _section(raw: dict, key: str) -> dict:
@@ -248,11 +310,12 @@ def _normalised(section: str, raw: dict) -> dict[str, Any]:
     return out
 
 
-def _check_size(grid: dict[str, list[Any]]) -> None:
+def _check_size(grid: dict[str, list[Any]], variants: int = 1) -> None:
     """Refuse a runaway grid before building its trials (each one is validated below)."""
-    total = math.prod(len(values) for values in grid.values())
+    total = math.prod(len(values) for values in grid.values()) * variants
     if total > MAX_TRIALS:
         sizes = " x ".join(f"{axis} {len(values)}" for axis, values in grid.items())
+        sizes += f" x {variants} variants" if variants > 1 else ""
         raise ConfigError(
             "grid", f"{total:,} trials ({sizes})", f"at most {MAX_TRIALS:,} trials per sweep"
         )
@@ -326,7 +389,9 @@ def _retries(raw: Any) -> int:
     return raw
 
 
-def _expand(grid: dict[str, list[Any]], base: dict[str, Any]) -> list[TrialConfig]:
+def _expand(
+    grid: dict[str, list[Any]], base: dict[str, Any], variant: str = ""
+) -> list[TrialConfig]:
     axes = list(grid)
     trials = []
     for point in itertools.product(*(grid[axis] for axis in axes)):
@@ -336,5 +401,6 @@ def _expand(grid: dict[str, list[Any]], base: dict[str, Any]) -> list[TrialConfi
         except ConfigError as exc:
             where = f"grid.{exc.key}" if exc.key in grid else exc.key
             at = ", ".join(f"{a}={v}" for a, v in zip(axes, point))
+            at = f"variant {variant}, {at}" if variant else at
             raise ConfigError(where, exc.value, f"{exc.allowed} (at grid point {at})") from None
     return trials

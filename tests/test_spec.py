@@ -19,11 +19,17 @@ BASE = {
 }
 
 
-def test_presets_are_the_five_named():
-    assert preset_names() == ["bn-mode", "defenses", "demo", "labels", "paper"]
+PRESETS = [
+    "bn-mode", "corrections", "defenses", "demo", "init-scale", "labels", "paper",
+    "paper-seed", "pruning-aware",
+]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["paper", "demo", "defenses", "bn-mode", "labels"])
+def test_presets_are_the_named_ones():
+    assert preset_names() == PRESETS
+
+
+@pytest.mark.parametrize("name", PRESETS)
 def test_every_preset_validates(name):
     spec = load_spec(name)
     trials = spec.trials()
@@ -50,6 +56,89 @@ def test_paper_is_the_960_grid():
     assert one.label_strategy == "idlg" and one.init_gain == "seed"
     assert (spec.resources.cpu, spec.resources.gpu) == (1.0, 0.25)
     assert sum(trial_gflop(t) for t in trials) / 1e6 == pytest.approx(15.5, rel=0.02)  # PFLOP
+
+
+# the seed study's protocol, as main.py runs it (liziyu403/Gradient-Attacking)
+SEED_PROTOCOL = dict(
+    model="mcmahan_cnn_seed", image_choice="first", image_norm="minmax", label_strategy="oracle",
+    prune_mode="tensors", skip_zero_tensors=True, dummy_init="randn", iterate="last",
+    init_gain="seed", optimizer="adam", lr=0.1, loss="cosine", iterations=500, tv_weight=0.0,
+)  # fmt: skip
+
+
+def test_paper_seed_is_the_960_grid_under_the_seed_protocol():
+    seed, ours = load_spec("paper-seed"), load_spec("paper")
+    trials = seed.trials()
+    assert len(trials) == 960
+    assert {axis: v for axis, v in seed.grid.items() if axis != "model"} == {
+        axis: v for axis, v in ours.grid.items() if axis != "model"
+    }
+    for trial in trials:
+        fields = trial.to_dict()
+        expected = {**SEED_PROTOCOL, "model": fields["model"]}
+        if trial.model != "resnet18":  # the seed's ResNet-18 is ours (same CIFAR stem, blocks)
+            expected["model"] = "mcmahan_cnn_seed"
+        assert {k: fields[k] for k in expected} == expected
+
+
+def test_paper_is_the_seed_grid_with_every_correction_on():
+    pairs = zip(load_spec("paper").trials(), load_spec("paper-seed").trials())
+    switched = set()
+    for ours, seed in pairs:
+        a, b = ours.to_dict(), seed.to_dict()
+        switched |= {k for k in a if a[k] != b[k]}
+    assert switched == {
+        "model", "image_choice", "image_norm", "label_strategy", "prune_mode",
+        "skip_zero_tensors", "iterate",
+    }  # fmt: skip
+
+
+def test_plan_paper_seed_prints_960(capsys):
+    assert main(["plan", "paper-seed", "--num-cpus", "2", "--num-gpus", "0"]) == 0
+    assert "trials: 960" in capsys.readouterr().out.splitlines()
+
+
+def test_corrections_switches_one_correction_at_a_time_from_the_seed_protocol():
+    spec = load_spec("corrections")
+    labelled = spec.labelled_trials()
+    by_variant: dict[str, list] = {}
+    for name, trial in labelled:
+        by_variant.setdefault(name, []).append(trial)
+    per_variant = 3 * 2 * 2 * 2 * 2
+    assert all(len(v) == per_variant for v in by_variant.values())
+    assert len(labelled) == len(spec.trials()) == per_variant * len(by_variant)
+    base = by_variant["seed-protocol"]
+    for trial in base:
+        assert {k: trial.to_dict()[k] for k in SEED_PROTOCOL} == SEED_PROTOCOL
+    switched = {}
+    for name, trials in by_variant.items():
+        changed = set()
+        for seed_trial, trial in zip(base, trials):
+            a, b = seed_trial.to_dict(), trial.to_dict()
+            changed |= {k for k in a if a[k] != b[k]}
+        switched[name] = changed
+    singles = {n: c for n, c in switched.items() if n not in ("seed-protocol", "all-corrections")}
+    assert all(len(c) == 1 for c in singles.values())  # one correction at a time
+    assert set().union(*singles.values()) == switched["all-corrections"]
+    paper = load_spec("paper").trials()[0].to_dict()
+    corrected = by_variant["all-corrections"][0].to_dict()
+    assert {k: corrected[k] for k in switched["all-corrections"]} == {
+        k: paper[k] for k in switched["all-corrections"]
+    }
+    assert spec.variant_of()[base[0].trial_key] == "seed-protocol"
+    resolved = parse_yaml(spec.to_yaml())  # what resume reads back from spec.yaml
+    assert resolved.labelled_trials() == labelled
+
+
+def test_variants_are_validated():
+    with pytest.raises(UserError, match="grid axis"):
+        parse_spec(_with(variants={"a": {"seed": 3}}))
+    with pytest.raises(UserError, match="same trial"):
+        parse_spec(_with(variants={"a": {}, "b": {}}))
+    with pytest.raises(UserError, match="variants.a.model"):
+        parse_spec(_with(variants={"a": {"model": "vgg"}}))
+    with pytest.raises(UserError, match="variants"):
+        parse_spec(_with(variants=["a"]))
 
 
 def test_demo_is_small():
@@ -134,7 +223,7 @@ def test_bad_values_list_the_allowed_ones():
 
 
 def test_unknown_spec_lists_presets():
-    with pytest.raises(UserError, match="bn-mode, defenses, demo, labels, paper"):
+    with pytest.raises(UserError, match=", ".join(PRESETS)):
         load_spec("no-such-preset")
 
 

@@ -31,7 +31,12 @@ from workloads.config import TrialConfig
 from workloads.errors import UserError
 
 # GFLOP per attack iteration per 32x32 image (about 9 forward passes)
-GFLOP_PER_ITERATION = {"mcmahan_cnn": 0.30, "resnet18": 10.1, "lenet_zhu": 0.0126}
+GFLOP_PER_ITERATION = {
+    "mcmahan_cnn": 0.30,
+    "mcmahan_cnn_seed": 0.26,  # padding 1: 30x30 and 14x14 conv outputs instead of 32, 16
+    "resnet18": 10.1,
+    "lenet_zhu": 0.0126,
+}
 NATIVE_PIXELS = {"cifar10": 32 * 32, "mnist": 28 * 28}
 LBFGS_EVALUATIONS = 20  # torch's LBFGS runs up to max_iter=20 evaluations per step
 # Throughput assumptions (effective, for these small-batch attacks; not peak numbers)
@@ -211,6 +216,9 @@ def plan_lines(
     lines = [f"sweep: {spec.name} ({spec.source})", f"trials: {len(trials)}", "axes:"]
     for axis, values in spec.grid.items():
         lines.append(f"  {axis} ({len(values)}): {', '.join(str(v) for v in values)}")
+    for name, overrides in spec.variants.items():  # each crossed with the whole grid
+        changes = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as fixed/attack say"
+        lines.append(f"  variant {name}: {changes}")
     for name, overrides in spec.variants.items():  # each crossed with the whole grid
         changes = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as fixed/attack say"
         lines.append(f"  variant {name}: {changes}")
