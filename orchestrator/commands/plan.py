@@ -219,9 +219,6 @@ def plan_lines(
     for name, overrides in spec.variants.items():  # each crossed with the whole grid
         changes = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as fixed/attack say"
         lines.append(f"  variant {name}: {changes}")
-    for name, overrides in spec.variants.items():  # each crossed with the whole grid
-        changes = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as fixed/attack say"
-        lines.append(f"  variant {name}: {changes}")
     if spec.fixed:
         lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in spec.fixed.items()))
     if spec.attack:
