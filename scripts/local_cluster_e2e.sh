@@ -4,11 +4,20 @@
 #   `ray up` of orchestrator/cluster/local.yaml (Ray's `local` provider) with the head on
 #   127.0.0.3 and a worker on 127.0.0.2 that the head's autoscaler starts over SSH (not 127.0.0.1:
 #   `ray start` turns a node IP of 127.0.0.1 into the host's LAN address, which the autoscaler
-#   then cannot match to head_ip),
-#   a Ray job importing the package on both nodes, a small sweep submitted with
-#   `ray job submit -- dlgsweep run ...`, its rows checked with `dlgsweep status --json`,
-#   then everything it started ended by pid (no `ray stop` / `ray down`: on a shared machine those
-#   stop every Ray process of the user).
+#   then cannot match to head_ip). Each "node" has a home of its own (sshd sets HOME by the
+#   address it was reached at), so what the config ships and installs really travels:
+#   - scripts/build_dist.sh builds ./dist (the wheel + constraints.txt) as a user would;
+#   - the config's own file_mounts copy ./dist and the cluster's auth token (made here with
+#     `ray get-auth-token --generate`) to the head, and the head copies them to the worker;
+#   - the config's own setup commands install the wheel into ~/dlgsweep-venv on each node. That
+#     venv is pre-seeded here, empty but seeing this venv's packages (a .pth line), so the
+#     config's pip commands resolve against the installed Ray/torch instead of downloading 3 GB;
+#   - the config's start commands start both nodes with RAY_AUTH_MODE=token.
+#   Then: the job API refuses requests without the token; a Ray job imports the package on both
+#   nodes from each node's venv; a small sweep is submitted with `ray job submit -- dlgsweep
+#   run ...` (this shell sends the token) and its rows are checked with `dlgsweep status --json`;
+#   then everything it started is ended by pid (no `ray stop` / `ray down`: on a shared machine
+#   those stop every Ray process of the user).
 #
 # Usage: scripts/local_cluster_e2e.sh            (as root: it runs sshd and may apt-get install)
 # Env:   DLGSWEEP_VENV  venv holding dlgsweep + ray[default] (default: $VIRTUAL_ENV, else
@@ -51,7 +60,7 @@ fi
 E2E="$(mktemp -d /tmp/dlge2e.XXXXXX)"  # short: Ray's unix socket paths live under it
 TAG="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 SSHD_PID=""
-mkdir -p "$E2E"/{ssh,home,logs,c,n}
+mkdir -p "$E2E"/{ssh,head-home,worker-home,client,logs,c,n}
 chmod 700 "$E2E/ssh"
 
 cleanup() {
@@ -113,10 +122,13 @@ X11Forwarding no
 AllowAgentForwarding no
 MaxSessions 64
 MaxStartups 64
-# Every process started over these sessions (the Ray nodes) carries the tag, for cleanup by pid;
-# HOME and RAY_TMPDIR keep ~/ray_bootstrap_*, ~/.bashrc, ~/.ray and /tmp/ray of the "nodes" inside
-# this run's directory instead of the real home and /tmp/ray.
-SetEnv DLGSWEEP_E2E_TAG=$TAG HOME=$E2E/home RAY_TMPDIR=$E2E/n RAY_AUTH_MODE=disabled
+# Every process started over these sessions (the Ray nodes) carries the tag, for cleanup by pid.
+# HOME (one per node address) and RAY_TMPDIR keep ~/ray_bootstrap_*, ~/.bashrc, ~/.ray,
+# ~/dlgsweep-* and /tmp/ray of the "nodes" inside this run's directory.
+Match LocalAddress $HEAD_IP
+  SetEnv DLGSWEEP_E2E_TAG=$TAG HOME=$E2E/head-home RAY_TMPDIR=$E2E/n
+Match LocalAddress $WORKER_IP
+  SetEnv DLGSWEEP_E2E_TAG=$TAG HOME=$E2E/worker-home RAY_TMPDIR=$E2E/n
 EOF
 mkdir -p /run/sshd
 /usr/sbin/sshd -D -e -f "$E2E/ssh/sshd_config" >"$E2E/logs/sshd.log" 2>&1 &
@@ -149,16 +161,47 @@ for ip in "$HEAD_IP" "$WORKER_IP"; do
 done
 log "sshd $SSHD_PID listening on $HEAD_IP:$SSH_PORT and $WORKER_IP:$SSH_PORT"
 
-# --- the cluster config: orchestrator/cluster/local.yaml, ports/IPs/auth for this host ---
-CFG="$E2E/cluster.yaml"
-"${HELPER[@]}" render --template "$REPO/orchestrator/cluster/local.yaml" --out "$CFG" \
-  --key "$E2E/ssh/id" --user "$(id -un)" --venv "$VENV" --tmp "$E2E" --tag "$TAG" \
-  --head-ip "$HEAD_IP" --worker-ip "$WORKER_IP"
+# --- the "machines": what a node has before `ray up` (a login profile, python3) ---
+# The ssh wrapper goes first on each node's PATH (the head's autoscaler ssh-es to the worker);
+# ~/dlgsweep-venv is seeded as described at the top. The config's setup appends to ~/.bashrc.
+SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+for home in "$E2E/head-home" "$E2E/worker-home"; do
+  # shellcheck disable=SC2016  # $PATH is for the node's shell to expand
+  printf 'export PATH="%s/bin:$PATH"\n' "$E2E" >"$home/.bashrc"
+  "$PY" -m venv --without-pip "$home/dlgsweep-venv"
+  echo "$SITE" >"$("$home/dlgsweep-venv/bin/python" -c \
+    'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_e2e_shared_packages.pth"
+  # and those packages' console scripts (ray, ...), as a venv that installed them would have;
+  # dlgsweep's own comes from the wheel the config installs
+  for script in "$VENV"/bin/*; do
+    name="$(basename "$script")"
+    [[ -f "$script" && ! -L "$script" && "$name" != dlgsweep ]] || continue
+    head -n 1 "$script" | grep -q "^#!$VENV/bin/python" || continue
+    sed "1s|.*|#!$home/dlgsweep-venv/bin/python|" "$script" >"$home/dlgsweep-venv/bin/$name"
+    chmod +x "$home/dlgsweep-venv/bin/$name"
+  done
+done
 
-# client-side Ray state (cluster-<name>.state, the ray-config cache) goes under $E2E/c too
-export RAY_TMPDIR="$E2E/c" RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
+# --- this machine (the user's laptop): a token, the dist folder, the config ---
+# client-side Ray state (cluster-<name>.state, the ray-config cache) goes under $E2E/c, the
+# token under $E2E/client/.ray: this run's HOME, never the real one
+export HOME="$E2E/client" RAY_TMPDIR="$E2E/c" RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0
 export DLGSWEEP_E2E_TAG="$TAG"  # ray up's ssh control masters carry it too (cleanup by tag)
 DASH="http://127.0.0.1:$DASHBOARD_PORT"
+t=$(date +%s)
+"$RAY" get-auth-token --generate >/dev/null 2>"$E2E/logs/token.log" \
+  || die "ray get-auth-token failed: $(cat "$E2E/logs/token.log")"
+[[ -s "$HOME/.ray/auth_token" ]] || die "no token at $HOME/.ray/auth_token"
+PYTHON="$PY" bash "$REPO/scripts/build_dist.sh" "$E2E/dist" >"$E2E/logs/build_dist.log" 2>&1 \
+  || die "build_dist.sh failed: $(cat "$E2E/logs/build_dist.log")"
+T_DIST=$(($(date +%s) - t))
+log "$(cat "$E2E/logs/build_dist.log")"
+
+CFG="$E2E/cluster.yaml"
+"${HELPER[@]}" render --template "$REPO/orchestrator/cluster/local.yaml" --out "$CFG" \
+  --key "$E2E/ssh/id" --user "$(id -un)" --tmp "$E2E" --tag "$TAG" \
+  --head-ip "$HEAD_IP" --worker-ip "$WORKER_IP"
+cd "$E2E"  # the config's file_mounts ship ./dist, as from the repo root
 
 t=$(date +%s)
 log "ray up (head $HEAD_IP, worker $WORKER_IP via the head's autoscaler)"
@@ -172,6 +215,10 @@ t=$(date +%s)
   || die "the worker never joined"
 T_WORKER=$(($(date +%s) - t))
 log "2 nodes alive ${T_WORKER}s after ray up returned"
+
+# --- token auth is on: the job API turns away requests without the token ---
+"${HELPER[@]}" authcheck --address "$DASH" --token-file "$HOME/.ray/auth_token" \
+  || die "token auth check failed"
 
 # --- a job that imports the package on each node ---
 t=$(date +%s)
@@ -205,5 +252,5 @@ grep '^\[dlgsweep\]' "$E2E/logs/job_sweep.log" | tail -n 3
 "${HELPER[@]}" check --status-json "$E2E/status.json" --sweep-dir "$RESULTS/e2e-cluster" \
   --expect 4 --min-nodes 2 || die "sweep results check failed"
 
-log "timings: ray up ${T_UP}s, worker join ${T_WORKER}s, probe job ${T_PROBE}s, sweep job ${T_SWEEP}s"
+log "timings: token + dist ${T_DIST}s, ray up ${T_UP}s, worker join ${T_WORKER}s, probe job ${T_PROBE}s, sweep job ${T_SWEEP}s"
 log "tearing down"

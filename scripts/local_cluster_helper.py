@@ -6,7 +6,10 @@ Subcommands:
   kill    end every process carrying DLGSWEEP_E2E_TAG=<tag> in its environment (plus the given
           pids and their descendants), TERM then KILL; never this process or its ancestors
   wait    poll the dashboard's state API until exactly the given node IPs are alive
-  probe   (run inside a Ray job) one task pinned to each alive node imports the package there
+  authcheck  the job API refuses a request without the token (401) and with a wrong one (403),
+          and answers one with the token (200)
+  probe   (run inside a Ray job) one task pinned to each alive node imports the package there:
+          from the node's venv (the shipped wheel), with token auth on
   check   assert on `dlgsweep status --json` output and the trial rows of one sweep
 
 Every process the e2e cluster starts descends from an SSH session of the e2e's own sshd, whose
@@ -115,7 +118,6 @@ def render(
     *,
     key: str,
     user: str,
-    venv: str,
     tmp: str,
     tag: str,
     num_cpus: int,
@@ -130,14 +132,9 @@ def render(
     # Ray has no SSH port option and drops ssh_proxy_command from the head's copy of the config,
     # so the port (and key) come from the `ssh` wrapper in <tmp>/bin, first on PATH everywhere.
     config["auth"] = {"ssh_user": user, "ssh_private_key": key}
-    # The venv already exists on this host (shared by both "nodes"): no wheel to ship or install,
-    # only PATH to set, then the same import check the shipped setup ends with.
-    config["file_mounts"] = {}
-    config["setup_commands"] = [
-        f"grep -qs '{venv}/bin' ~/.bashrc || "
-        f"echo 'export PATH=\"{tmp}/bin:{venv}/bin:$PATH\"' >> ~/.bashrc",
-        template["setup_commands"][-1],
-    ]
+    # file_mounts, setup_commands and the start commands' environment stay the template's own:
+    # the e2e runs exactly what a user's nodes run (the venv they install into is pre-seeded
+    # by the e2e, see local_cluster_e2e.sh). Only ports, CPUs and temp dirs change below.
     common = f" --num-cpus={num_cpus} --object-store-memory={object_store_bytes}"
 
     head = _start_command(template["head_start_ray_commands"], "head")
@@ -193,7 +190,6 @@ def cmd_render(args: argparse.Namespace) -> int:
         ports,
         key=args.key,
         user=args.user,
-        venv=args.venv,
         tmp=args.tmp,
         tag=args.tag,
         num_cpus=args.num_cpus,
@@ -356,9 +352,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return {
             "node_ip": ray.util.get_node_ip_address(),
             "host": _socket.gethostname(),
+            "home": os.path.expanduser("~"),
             "python": sys.executable,
             "workloads": workloads.__file__,
             "orchestrator": orchestrator.__file__,
+            "auth_mode": os.environ.get("RAY_AUTH_MODE"),
         }
 
     nodes = [n for n in ray.nodes() if n["Alive"]]
@@ -372,10 +370,49 @@ def cmd_probe(args: argparse.Namespace) -> int:
     for item in seen:
         print("probe:", json.dumps(item, sort_keys=True))
     ips = sorted({item["node_ip"] for item in seen})
+    problems = []
     if ips != sorted(args.ips.split(",")):
-        print(f"probe reached {ips}, expected {args.ips}", file=sys.stderr)
+        problems.append(f"probe reached {ips}, expected {args.ips}")
+    for item in seen:
+        # the package the node's setup installed from the shipped wheel, not this checkout
+        venv = os.path.join(item["home"], args.venv_name) + os.sep
+        if not item["workloads"].startswith(venv) or not item["python"].startswith(venv):
+            problems.append(f"{item['node_ip']}: dlgsweep not from {venv}: {item}")
+        if item["auth_mode"] != "token":
+            problems.append(f"{item['node_ip']}: RAY_AUTH_MODE={item['auth_mode']!r}")
+    if len({item["home"] for item in seen}) != len(seen):
+        problems.append("two nodes share one home: the file mounts were not tested")
+    for problem in problems:
+        print("PROBE FAILED:", problem, file=sys.stderr)
+    if problems:
         return 1
     print(f"probe ok on {ips}")
+    return 0
+
+
+def cmd_authcheck(args: argparse.Namespace) -> int:
+    """The dashboard's job API with no token, a wrong token and the right one."""
+    import urllib.error
+    import urllib.request
+
+    token = Path(args.token_file).read_text().strip()
+    url = args.address.rstrip("/") + "/api/jobs/"
+    expected = {"none": 401, "wrong": 403, "right": 200}
+    got = {}
+    for name, header in (("none", None), ("wrong", "Bearer x" + token[:4]), ("right", token)):
+        request = urllib.request.Request(url)
+        if header is not None:
+            bearer = header if header.startswith("Bearer ") else f"Bearer {header}"
+            request.add_header("Authorization", bearer)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                got[name] = response.status
+        except urllib.error.HTTPError as exc:
+            got[name] = exc.code
+    print(f"job API {url}: status without token / wrong token / token = {got}")
+    if got != expected:
+        print(f"AUTH CHECK FAILED: expected {expected}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -384,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("ports").set_defaults(func=cmd_ports)
     p = sub.add_parser("render")
-    for name in ("template", "out", "key", "user", "venv", "tmp", "tag", "head-ip", "worker-ip"):
+    for name in ("template", "out", "key", "user", "tmp", "tag", "head-ip", "worker-ip"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--num-cpus", type=int, default=1)
     p.add_argument("--object-store-mb", type=int, default=200)
@@ -400,8 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ips", required=True, help="comma-separated node IPs expected alive")
     p.add_argument("--timeout", type=float, default=180)
     p.set_defaults(func=cmd_wait)
+    p = sub.add_parser("authcheck")
+    p.add_argument("--address", required=True, help="the dashboard's http://HOST:PORT")
+    p.add_argument("--token-file", required=True)
+    p.set_defaults(func=cmd_authcheck)
     p = sub.add_parser("probe")
     p.add_argument("--ips", required=True, help="comma-separated node IPs expected")
+    p.add_argument("--venv-name", default="dlgsweep-venv", help="the venv under each node's home")
     p.set_defaults(func=cmd_probe)
     p = sub.add_parser("check")
     p.add_argument("--status-json", required=True)
