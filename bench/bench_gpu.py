@@ -21,8 +21,11 @@ logical GPU, so 1/2/4 trials per GPU still pack) in about a minute; CI runs it.
 
     python bench/bench_gpu.py --out bench-results/gpu          # a GPU machine, < 8 min
     python bench/bench_gpu.py --smoke --out /tmp/gpu-smoke      # CPU, ~1 min
-    python bench/bench_gpu.py --runner processes ...            # packing without Ray (k plain
-                                                                # processes per GPU)
+    python bench/bench_gpu.py --runner processes ...            # packing without Ray
+
+Where Ray is not installed (a bare GPU image), the packing phase runs the same trials on k plain
+worker processes per GPU instead (`--runner processes`; each process capped at its share of
+the GPU's memory, taking the next trial from a queue), and the output names the runner.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ import json
 import math
 import os
 import platform
+import queue
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -259,9 +264,9 @@ class GpuSampler:
 
 
 def describe_device(device: str) -> dict[str, Any]:
-    import ray
     import torch
 
+    ray = _import_ray()
     info: dict[str, Any] = {
         "device": device,
         "host": socket.gethostname(),
@@ -411,9 +416,9 @@ def iteration_seconds(attack_rows: list[dict], model: str, batch: int) -> float:
         if r["model"] == model and r["precision"] == "fp32"
     )
     if not points:
-        return 0.05
-    if batch <= points[0][0] or len(points) == 1:
-        return points[0][1] if batch <= points[0][0] else points[-1][1]
+        return 0.05  # no attack phase (--skip-attack): a guess, only for sizing the slice
+    if batch <= points[0][0]:
+        return points[0][1]
     for (b0, s0), (b1, s1) in zip(points, points[1:]):
         if batch <= b1:
             w = math.log(batch / b0) / math.log(b1 / b0)
@@ -431,14 +436,16 @@ def size_slice(plan: Plan, attack_rows: list[dict], per_sweep_s: float, cpus: in
         trials = slice_spec(plan, per_pair, floor, 1, cpus).trials()
         per_iteration = sum(iteration_seconds(attack_rows, t.model, t.batch_size) for t in trials)
         fits = (usable - len(trials) * plan.trial_overhead_s) / per_iteration
-        iterations = int(min(cap, max(floor, fits)) // 10 * 10) or int(min(cap, max(floor, fits)))
+        iterations = max(floor, min(cap, int(fits)))
+        if iterations >= 20:
+            iterations -= iterations % 10
         choice = {
             "per_pair": per_pair,
             "trials": len(trials),
-            "iterations": max(floor, iterations),
+            "iterations": iterations,
             "predicted_s": plan.worker_start_s
             + len(trials) * plan.trial_overhead_s
-            + max(floor, iterations) * per_iteration,
+            + iterations * per_iteration,
         }
         if fits >= preferred:
             break
@@ -485,9 +492,16 @@ def run_process_pool(spec, device: str, packing: int, cpus: int) -> list[dict]:
     ]
     for worker in workers:
         worker.start()
-    rows = [done.get(timeout=3600) for _ in trials]
+    rows = []
+    try:
+        for _ in trials:  # run_trial never raises; a worker that dies outright ends the wait
+            rows.append(done.get(timeout=600))
+    except queue.Empty:
+        print(f"{packing} per GPU: a worker stopped answering; {len(rows)} trials recorded")
     for worker in workers:
-        worker.join(timeout=60)
+        worker.join(timeout=30)
+        if worker.is_alive():
+            worker.terminate()
     return rows
 
 
@@ -532,17 +546,19 @@ def packing_summary(rows: list[dict], packing: int, wall: float, gpu: dict) -> d
     summary["first_error"] = (first_error or "")[:300] or None
     if not ran:
         return summary
-    span = max(r["finished_at"] for r in ran) - min(r["started_at"] for r in ran)
+    first = min(r["started_at"] for r in ran)
+    span = max(r["finished_at"] for r in ran) - first
     busy = sum(r["wall_seconds"] for r in ran)
     in_iterations = sum(r["iterations_run"] * r["seconds_per_iteration"] for r in ran)
-    occupancy = min(1.0, busy / (packing * span)) if span > 0 else 1.0
-    # one trial of `paper`: the same per-trial cost outside the iterations, 500 iterations at
-    # the rate measured while sharing the GPU with k-1 others; scaled up to 960 trials
-    projected_trials = sum(
-        (r["wall_seconds"] - r["iterations_run"] * r["seconds_per_iteration"])
-        + PAPER_ITERATIONS * r["seconds_per_iteration"]
-        for r in ran
+    occupancy = _occupancy(ran, packing, first)
+    # one trial of `paper`: the median time a slice trial spent outside its iterations (the
+    # median leaves out each fresh worker's one-time start: CUDA context, lazy imports) plus
+    # 500 iterations at the rate this trial measured while sharing the GPU with k-1 others;
+    # summed, scaled to 960 trials, spread over k slots as busy as they were in the slice
+    overhead = statistics.median(
+        r["wall_seconds"] - r["iterations_run"] * r["seconds_per_iteration"] for r in ran
     )
+    projected_trials = sum(overhead + PAPER_ITERATIONS * r["seconds_per_iteration"] for r in ran)
     projected = projected_trials * (PAPER_TRIALS / len(ran)) / (packing * occupancy)
     peaks = [r.get(PEAK_COLUMN) for r in ran if r.get(PEAK_COLUMN)]
     summary.update(
@@ -551,13 +567,28 @@ def packing_summary(rows: list[dict], packing: int, wall: float, gpu: dict) -> d
             "trials_per_min": 60 * len(ran) / span if span > 0 else None,
             "trials_per_min_total": 60 * len(ran) / wall,
             "iterations_share": in_iterations / busy,  # of the trials' own time
-            "occupancy": occupancy,  # how full the k slots were, first start to last end
+            "occupancy": occupancy,  # how busy the k slots were while trials were queued
+            "trial_overhead_s": overhead,  # median, per trial, outside the iterations
             "seconds_per_iteration_mean": sum(r["seconds_per_iteration"] for r in ran) / len(ran),
             "peak_alloc_mib_max": max(peaks) / 2**20 if peaks else None,
             "projected_paper_s": projected,
         }
     )
     return summary
+
+
+def _occupancy(ran: list[dict], packing: int, first: float) -> float:
+    """Share of the k slots running a trial while trials were still queued (first start to
+    last start): the gaps between trials (Tune's bookkeeping, the row write). The tail, when
+    the slice ran out of trials, is left out: the full grid has a tail 24-96 times shorter."""
+    last_start = max(r["started_at"] for r in ran)
+    window = last_start - first
+    if len(ran) <= packing or window <= 0:
+        return 1.0  # every trial started at once: no gap to measure
+    busy = sum(
+        max(0.0, min(r["finished_at"], last_start) - max(r["started_at"], first)) for r in ran
+    )
+    return min(1.0, busy / (packing * window))
 
 
 def packing_phase(
@@ -749,9 +780,10 @@ def markdown(report: dict) -> str:
             else "Packing factor: none measured (no packing level finished without errors)."
         ),
         "",
-        "Projection: each slice trial's own time outside the iterations plus 500 iterations at "
-        "the seconds per iteration it measured while sharing the GPU, summed, scaled to 960 "
-        "trials, divided by k and by how full the k slots were (first start to last end).",
+        "Projection: per slice trial, the median time a trial spent outside its iterations "
+        "plus 500 iterations at the seconds per iteration it measured while sharing the GPU; "
+        "summed, scaled to 960 trials, divided by k and by how busy the k slots were while "
+        "trials were queued ('slots busy').",
         "",
         "Budget: "
         + ", ".join(
@@ -787,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+
+    import workloads.device  # noqa: F401  (sets CUBLAS_WORKSPACE_CONFIG before any cuBLAS use)
 
     plan = SMOKE if args.smoke else FULL
     if args.budget:

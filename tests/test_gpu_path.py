@@ -171,6 +171,9 @@ def test_projection_to_the_paper_grid():
     assert summary["projected_paper_s"] == pytest.approx(2 * 51.0 * 960 / 2 / 2)
     assert summary["iterations_share"] == pytest.approx(0.5)
     assert summary["trials_per_min"] == pytest.approx(60.0)
+    # one slot, three 2 s trials started 3 s apart: 1 s of every 3 went between trials
+    queued = [{**rows[0], "started_at": t, "finished_at": t + 2.0} for t in (0.0, 3.0, 6.0)]
+    assert bench.packing_summary(queued, 1, 9.0, {})["occupancy"] == pytest.approx(4 / 6)
     rec = bench.recommend([summary, {**summary, "trials_per_gpu": 4, "gpu_share": 0.25}])
     assert rec["trials_per_gpu"] == 2  # equal projections: the fewer trials per GPU
 
