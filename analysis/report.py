@@ -1,17 +1,22 @@
-"""The HTML report of one sweep: every chart as standalone HTML and PNG, and an index page.
+"""The HTML report of one or several sweeps: every chart as HTML and PNG, findings, an explorer.
 
-`build_report(sweep, out)` writes into `out`:
+`build_report(paths, out)` writes into `out`:
 
-    index.html          every chart (interactive), the counts, the findings and the gallery
+    index.html          the findings (one verdict column per sweep), where each sweep's protocol
+                        departs from the deck's, the counts, every chart, the gallery
+    explorer.html       every trial as a row (sortable, filterable), parallel coordinates of the
+                        config axes against PSNR; a click shows the trial's ground truth,
+                        reconstruction and convergence curve (images under explorer/)
     <chart>.html        each chart on its own page (Vega, Vega-Lite and vega-embed inline)
     <chart>.png         each chart rendered by vl-convert
-    gallery.html/.png   ground truth beside reconstruction for representative trials
-    findings.csv        the seed's claims against our numbers
+    gallery.html/.png   ground truth beside reconstruction, one trial per config group
+    findings.csv        the claims against our numbers, one row per (sweep, claim)
     counts.json         rows by status, skipped files, expected vs present trials, per chart n
 
-All pages work offline: the JavaScript is inlined once per page (no CDN). A partial sweep is
-fine: each chart says how many trials its points rest on; error rows are excluded and counted;
-a chart without data (say, no bn_mode variation) is skipped with its reason on the index page.
+Several sweeps (`dlgsweep report A B --out DIR`) share every chart: each sweep is a facet row.
+All pages work offline, opened from disk: the JavaScript is inlined (no CDN), images are files
+next to the pages. A partial sweep is fine: each chart says how many trials its points rest on;
+error rows are excluded and counted; a chart without data is skipped with its reason.
 """
 
 from __future__ import annotations
@@ -30,21 +35,39 @@ import altair as alt
 import polars as pl
 import vl_convert as vlc
 
-from analysis import charts, findings, load
+from analysis import charts, explorer, findings, load
+from analysis.stats import VERDICTS
 
-GALLERY_MAX = 24
+GALLERY_MAX = 240  # trials in gallery.html; beyond this the page says which groups are left out
+GALLERY_PNG_MAX = 48  # rows of gallery.png (gallery.html has them all)
 _PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
 td, th { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; }
 .verdict-supported { color: #0a6b16; font-weight: 600; }
-.verdict-not-supported { color: #a11; font-weight: 600; }
+.verdict-contradicted { color: #a11; font-weight: 600; }
+.verdict-inconclusive { color: #8a6d00; font-weight: 600; }
 .verdict-not-enough-data { color: #777; font-weight: 600; }
 .gallery img { image-rendering: pixelated; height: 96px; }
 .note { color: #555; }
+.small { font-size: 0.85em; }
 section { margin-bottom: 2rem; }
+details { margin: 0.3rem 0; }
 """
+
+READING = """<p class='note'>How to read a verdict. Each claim is tested within the strata it speaks
+of (say, per network and batch size at prune none) on matched pairs of trials (equal in every
+config field but the compared one, seed included), and the effect is averaged per seed: the
+interval is a 95% Student-t interval over seeds, the independent replicates.
+<span class='verdict-supported'>supported</span>: the interval lies on the claimed side of zero
+(or of the margin); <span class='verdict-contradicted'>contradicted</span>: it lies wholly on
+the other side; <span class='verdict-inconclusive'>inconclusive</span>: it straddles the
+boundary, with the smallest effect these seeds could detect (80% power) and the seeds a decision
+would need at the observed effect; <span class='verdict-not-enough-data'>not enough data</span>:
+fewer than 2 seeds or a level missing. Equivalence claims ("no big variation", "low effect") and
+"big effect"/"defends" use a margin of {margin:g} dB. Per-stratum verdicts (details) are
+descriptive, unadjusted for multiplicity.</p>"""
 
 
 @dataclass
@@ -61,13 +84,40 @@ class ChartOutput:
 
 
 @dataclass
+class SweepPart:
+    """One sweep of the report: where it came from, its rows' counts, its findings."""
+
+    name: str
+    path: str
+    counts: dict[str, Any]
+    findings: list[findings.Finding] = field(default_factory=list)
+    protocol: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Report:
     out: Path
-    sweep: str
-    counts: dict[str, Any]
+    parts: list[SweepPart]
     charts: list[ChartOutput] = field(default_factory=list)
-    findings: list[findings.Finding] = field(default_factory=list)
     gallery_rows: int = 0
+    gallery_groups: int = 0
+    explorer_rows: int = 0
+
+    @property
+    def sweep(self) -> str:
+        return " vs ".join(p.name for p in self.parts)
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        """The one sweep's counts; with several, {sweep: counts}."""
+        if len(self.parts) == 1:
+            return self.parts[0].counts
+        return {p.name: p.counts for p in self.parts}
+
+    @property
+    def findings(self) -> list[findings.Finding]:
+        """The first sweep's findings (every sweep's: `parts[i].findings`)."""
+        return self.parts[0].findings if self.parts else []
 
 
 @lru_cache(maxsize=1)
@@ -79,7 +129,7 @@ def javascript_bundle() -> str:
 
 def _script_json(value: Any) -> str:
     """JSON safe inside a <script> element."""
-    return json.dumps(value).replace("</", "<\\/")
+    return json.dumps(value, default=str).replace("</", "<\\/")
 
 
 def chart_page(title: str, spec: dict[str, Any]) -> str:
@@ -98,37 +148,69 @@ vegaEmbed("#chart", {_script_json(spec)}, {{"renderer": "svg"}})
 """
 
 
-def build_report(sweep_path: str, out: str | Path, *, png_scale: float = 1.5) -> Report:
-    """Load the sweep at `sweep_path`, write the report into `out`, return what was written."""
-    trials = load.load(sweep_path)
-    if len(trials.files) > 1:
-        from workloads.errors import UserError
+def _load_sweeps(paths: list[str]) -> list[tuple[str, str, load.Trials]]:
+    """(name, path, trials) per sweep path; names made unique when two sweeps share one."""
+    loaded, seen = [], {}
+    for path in paths:
+        trials = load.load(path)
+        if len(trials.files) > 1:
+            from workloads.errors import UserError
 
-        raise UserError(
-            f"{sweep_path} holds {len(trials.files)} sweeps ({', '.join(trials.files)}); "
-            "give one sweep folder, <results>/<sweep>"
-        )
-    frame = trials.frame
-    sweep = next(iter(trials.files), posixpath.basename(str(sweep_path).rstrip("/")))
+            raise UserError(
+                f"{path} holds {len(trials.files)} sweeps ({', '.join(trials.files)}); "
+                "give sweep folders, <results>/<sweep>"
+            )
+        name = next(iter(trials.files), posixpath.basename(str(path).rstrip("/")))
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name} ({seen[name]})"
+        trials.frame = trials.frame.with_columns(pl.lit(name).alias("sweep"))
+        loaded.append((name, str(path), trials))
+    return loaded
+
+
+def build_report(paths: str | list[str], out: str | Path, *, png_scale: float = 1.5) -> Report:
+    """Load the sweep(s) at `paths`, write the report into `out`, return what was written."""
+    paths = [paths] if isinstance(paths, str) else list(paths)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out=out, sweep=sweep, counts=counts(sweep_path, trials))
+    loaded = _load_sweeps(paths)
+    report = Report(out=out, parts=[])
+    frames = []
+    for name, path, trials in loaded:
+        frame = trials.frame
+        part = SweepPart(name, path, counts(path, trials))
+        part.findings = findings.findings(frame)
+        part.protocol = findings.protocol_notes(frame)
+        report.parts.append(part)
+        frames.append(frame)
+    frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
     for spec in charts.CHARTS.values():
         report.charts.append(_write_chart(spec, frame, out, png_scale))
-    report.findings = findings.findings(frame)
-    findings.table(frame).write_csv(out / "findings.csv")
-    gallery = gallery_frame(sweep_path, frame)
-    report.gallery_rows = gallery.height
-    (out / "gallery.html").write_text(_page("Gallery: " + sweep, gallery_html(gallery)))
-    if gallery.height:
-        (out / "gallery.png").write_bytes(gallery_png(gallery))
-    report.counts["charts"] = {
+    findings_csv(report).write_csv(out / "findings.csv")
+
+    galleries = [gallery_frame(path, tr.frame) for _, path, tr in loaded]
+    gallery = pl.concat(galleries, how="diagonal_relaxed") if galleries else pl.DataFrame()
+    report.gallery_groups = gallery.height
+    shown = gallery.head(GALLERY_MAX)
+    report.gallery_rows = shown.height
+    (out / "gallery.html").write_text(
+        _page("Gallery: " + report.sweep, gallery_html(shown, gallery))
+    )
+    if shown.height:
+        (out / "gallery.png").write_bytes(gallery_png(shown.head(GALLERY_PNG_MAX)))
+    report.explorer_rows = explorer.write_explorer(
+        [(path, tr.frame) for _, path, tr in loaded], out, title="Explorer: " + report.sweep
+    )
+    chart_counts = {
         c.name: {"points": c.points, "n_min": c.n_min, "n_max": c.n_max, "skipped": c.skipped}
         for c in report.charts
     }
-    (out / "counts.json").write_text(json.dumps(report.counts, indent=2, default=str))
-    (out / "index.html").write_text(index_html(report, gallery))
+    written = dict(report.counts) if len(report.parts) == 1 else {"sweeps": report.counts}
+    written["charts"] = chart_counts
+    (out / "counts.json").write_text(json.dumps(written, indent=2, default=str))
+    (out / "index.html").write_text(index_html(report, shown, gallery))
     return report
 
 
@@ -136,8 +218,9 @@ def counts(sweep_path: str, trials: load.Trials) -> dict[str, Any]:
     """Rows by status, error messages grouped, files skipped, expected vs present trials."""
     frame = trials.frame
     by_status = {s: 0 for s in ("ok", "diverged", "error")}
-    for status, n in frame.group_by("status").len().iter_rows():
-        by_status[str(status)] = n
+    if frame.height:
+        for status, n in frame.group_by("status").len().iter_rows():
+            by_status[str(status)] = n
     errors = (
         frame.filter(pl.col("status") == "error")
         .with_columns(pl.col("error").fill_null("").str.split("\n").list.first().alias("message"))
@@ -180,6 +263,8 @@ def _write_chart(
 ) -> ChartOutput:
     result = ChartOutput(spec.name, spec.title)
     try:
+        if frame.is_empty():
+            raise charts.ChartSkipped(f"{spec.name}: no rows")
         chart = spec.build(frame)
     except charts.ChartSkipped as reason:
         result.skipped = str(reason)
@@ -190,65 +275,97 @@ def _write_chart(
         row["n"]
         for values in vl_spec.get("datasets", {}).values()
         for row in values
-        if isinstance(row, dict) and "n" in row
+        if isinstance(row, dict) and row.get("kind") == "mean" and row.get("n") is not None
     ]
     result.points = len(counts_n)
-    result.n_min, result.n_max = (min(counts_n), max(counts_n)) if counts_n else (0, 0)
+    result.n_min, result.n_max = (min(counts_n), max(counts_n)) if counts_n else (1, 1)
     (out / f"{spec.name}.html").write_text(chart_page(spec.title, vl_spec))
     (out / f"{spec.name}.png").write_bytes(vlc.vegalite_to_png(vl_spec, scale=png_scale))
     result.html, result.png = f"{spec.name}.html", f"{spec.name}.png"
     return result
 
 
+def findings_csv(report: Report) -> pl.DataFrame:
+    parts = [
+        findings.findings_frame(p.findings).insert_column(0, pl.lit(p.name).alias("sweep"))
+        for p in report.parts
+    ]
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
 # -- gallery ---------------------------------------------------------------------------------
 
 
-def gallery_frame(sweep_path: str, frame: pl.DataFrame, limit: int = GALLERY_MAX) -> pl.DataFrame:
-    """Representative trials with their PNGs: per model x init x activation x batch size, the
-    trial whose PSNR is closest to the group's median."""
+def gallery_groups(rows: pl.DataFrame) -> list[str]:
+    """The config axes that vary among the result rows (the seed aside): one trial per group."""
+    return [c for c in charts.AXES if c in rows.columns and rows[c].n_unique() > 1] or ["model"]
+
+
+def gallery_frame(sweep_path: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """One trial per group of every varying config axis (the seed aside): the trial whose
+    PSNR is closest to its group's median, with its PNGs. Every group is covered."""
     rows = load.result_rows(frame).filter(pl.col("psnr_mean").is_not_null())
     if rows.is_empty():
         return rows.with_columns(
             pl.lit(None, pl.Binary).alias("reconstruction_png"),
             pl.lit(None, pl.Binary).alias("ground_truth_png"),
         )
-    group = ["model", "init_method", "activation", "batch_size"]
+    group = gallery_groups(rows)
     picked = (
         rows.with_columns(
-            (pl.col("psnr_mean") - pl.col("psnr_mean").median().over(group)).abs().alias("_gap")
+            (pl.col("psnr_mean") - pl.col("psnr_mean").median().over(group)).abs().alias("_gap"),
+            pl.len().over(group).alias("group_trials"),
         )
-        .sort([*group, "_gap", "trial_key"])
+        .sort([*group, "_gap", "trial_key"], nulls_last=True)
         .group_by(group, maintain_order=True)
         .first()
         .drop("_gap")
-        .head(limit)
     )
     images = load.images(sweep_path, picked["trial_key"].to_list())
-    return picked.join(images, on="trial_key", how="left")
+    return picked.join(images, on="trial_key", how="left").with_columns(
+        pl.lit(", ".join(group)).alias("group_axes")
+    )
 
 
 def _data_uri(png: bytes | None) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode() if png else ""
 
 
-def gallery_html(gallery: pl.DataFrame) -> str:
-    if gallery.is_empty():
+def _caption(row: dict[str, Any], axes: list[str]) -> str:
+    parts = [f"{a}={row[a]}" for a in axes if a in row]
+    return ", ".join(parts) + f", seed {row['seed']}"
+
+
+def gallery_html(shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
+    if shown.is_empty():
         return "<p class='note'>No ok/diverged trials with images yet.</p>"
-    lines = [
+    every = shown if every is None else every
+    lines = []
+    left = every.height - shown.height
+    if left:
+        lines.append(
+            f"<p class='note'><b>{left} of {every.height} groups are left out</b> here (the "
+            f"first {shown.height} are shown); the explorer shows every trial.</p>"
+        )
+    lines.append(
         "<table class='gallery'><tr><th>trial</th><th>ground truth</th>"
         "<th>reconstruction</th><th>PSNR / SSIM / label acc.</th></tr>"
-    ]
-    for row in gallery.iter_rows(named=True):
+    )
+    for row in shown.iter_rows(named=True):
+        axes = row.get("group_axes", "").split(", ")
+        sweep = (
+            f"<b>{html.escape(str(row['sweep']))}</b>: " if every["sweep"].n_unique() > 1 else ""
+        )
         caption = (
-            f"{row['model']}, {row['init_method']}, {row['activation']}, B={row['batch_size']}, "
-            f"seed {row['seed']} <br><code>{row['trial_key']}</code>"
+            f"{sweep}{html.escape(_caption(row, axes))} (1 of {row.get('group_trials', 1)})"
+            f"<br><code>{row['trial_key']}</code>"
         )
         scores = " / ".join(
             "-" if row.get(k) is None else f"{row[k]:.{p}f}"
             for k, p in (("psnr_mean", 2), ("ssim_mean", 3), ("label_accuracy", 2))
         )
         lines.append(
-            f"<tr><td>{caption}</td>"
+            f"<tr><td class='small'>{caption}</td>"
             f"<td><img alt='ground truth' src='{_data_uri(row['ground_truth_png'])}'></td>"
             f"<td><img alt='reconstruction' src='{_data_uri(row['reconstruction_png'])}'></td>"
             f"<td>{scores} dB</td></tr>"
@@ -270,26 +387,36 @@ def gallery_png(gallery: pl.DataFrame, scale: int = 3) -> bytes:
                 Image.open(io.BytesIO(data)).convert("RGB") if data else Image.new("RGB", (32, 32))
             )
             strips.append(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
-        caption = (
-            f"{row['model']} {row['init_method']} {row['activation']} B={row['batch_size']} "
-            f"seed={row['seed']}  PSNR {row['psnr_mean']:.2f} dB"
-        )
+        axes = row.get("group_axes", "model").split(", ")
+        caption = f"{_caption(row, axes)}  PSNR {row['psnr_mean']:.2f} dB"
         rows.append((caption, strips))
-    label_w, gap = 330, 8
+    label_w, gap = 520, 8
     width = label_w + max(s[0].width + s[1].width for _, s in rows) + 3 * gap
     heights = [max(s[0].height, s[1].height) + gap for _, s in rows]
     sheet = Image.new("RGB", (width, sum(heights) + 24), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((gap, 4), "ground truth | reconstruction", fill="black")
+    draw.text((gap, 4), "ground truth | reconstruction (one trial per group)", fill="black")
     y = 24
     for (caption, (truth, recon)), h in zip(rows, heights):
-        draw.text((gap, y + 4), caption, fill="black")
+        for k, line in enumerate(_wrap(caption, 80)[:4]):
+            draw.text((gap, y + 4 + 12 * k), line, fill="black")
         sheet.paste(truth, (label_w, y))
         sheet.paste(recon, (label_w + truth.width + gap, y))
         y += h
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return [*lines, line]
 
 
 # -- index -----------------------------------------------------------------------------------
@@ -304,38 +431,94 @@ def _page(title: str, body: str, script: str = "") -> str:
     )
 
 
-def findings_html(items: list[findings.Finding]) -> str:
-    rows = ["<table><tr><th>seed's claim</th><th>our numbers</th><th>verdict</th><th>n</th></tr>"]
-    for f in items:
-        css = "verdict-" + f.verdict.replace(" ", "-")
+def _verdict_cell(f: findings.Finding) -> str:
+    css = "verdict-" + f.verdict.replace(" ", "-")
+    lines = [f"<span class='{css}'>{html.escape(f.verdict)}</span>"]
+    est = f.estimate
+    if est is not None and est.n:
+        lines.append(html.escape(est.text(f.unit)))
+    if f.seeds_needed is not None:
+        needed = f.seeds_needed if f.seeds_needed <= 1000 else "> 1000"
+        lines.append(f"<span class='note'>detectable {f.detectable:.1f} {f.unit}; "
+                     f"~{needed} seeds to decide</span>")  # fmt: skip
+    return "<br>".join(lines)
+
+
+def _strata_table(f: findings.Finding) -> str:
+    if not f.strata:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(s.label)}</td><td>{html.escape(s.estimate.text(f.unit))}</td>"
+        f"<td class='verdict-{s.verdict.replace(' ', '-')}'>{s.verdict}</td></tr>"
+        for s in f.strata
+    )
+    head = "<tr><th>stratum</th><th>effect over seeds</th><th>verdict</th></tr>"
+    return f"<table class='small'>{head}{rows}</table>"
+
+
+def findings_html(parts: list[SweepPart]) -> str:
+    """The claims table: one verdict column per sweep, the evidence in details below it."""
+    if not parts:
+        return ""
+    head = "".join(f"<th>{html.escape(p.name)}</th>" for p in parts)
+    rows = [f"<table class='findings'><tr><th>seed's claim</th><th>test</th>{head}</tr>"]
+    for i, first in enumerate(parts[0].findings):
+        cells = "".join(f"<td>{_verdict_cell(p.findings[i])}</td>" for p in parts)
         rows.append(
-            f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.evidence)}</td>"
-            f"<td class='{css}'>{html.escape(f.verdict)}</td><td>{f.n}</td></tr>"
+            f"<tr><td>{html.escape(first.claim)}</td><td class='small'>{html.escape(first.test)}"
+            f"</td>{cells}</tr>"
         )
     rows.append("</table>")
-    return "\n".join(rows)
+    details = []
+    for p in parts:
+        items = "".join(
+            f"<details><summary>{html.escape(f.claim)}: <span class='verdict-"
+            f"{f.verdict.replace(' ', '-')}'>{f.verdict}</span> (n={f.n} seeds)</summary>"
+            f"<p class='small'>{html.escape(f.evidence)}</p>{_strata_table(f)}</details>"
+            for f in p.findings
+        )
+        title = f"Evidence: {html.escape(p.name)}" if len(parts) > 1 else "Evidence"
+        details.append(f"<h3>{title}</h3>{items}")
+    return "\n".join(rows + details)
+
+
+def protocol_html(parts: list[SweepPart]) -> str:
+    out = []
+    for p in parts:
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in p.protocol) or "<li>none</li>"
+        label = f"<b>{html.escape(p.name)}</b>" if len(parts) > 1 else "This sweep"
+        out.append(
+            f"<p>{label} departs from the deck's protocol in:</p><ul class='small'>{items}</ul>"
+        )
+    return "\n".join(out)
 
 
 def counts_html(report: Report) -> str:
-    c = report.counts
-    status = c["by_status"]
-    parts = [
-        f"<p>{c['rows']} trial rows: {status.get('ok', 0)} ok, {status.get('diverged', 0)} "
-        f"diverged (kept: best iterate), <b>{status.get('error', 0)} error rows excluded</b> "
-        "from charts and findings.</p>"
-    ]
-    if "expected" in c:
-        done = c["expected"] - c["missing"]
-        state = "complete" if not c["missing"] else "partial sweep"
-        parts.append(f"<p>{done} of {c['expected']} trials of the spec have a row ({state}).</p>")
-    if c["errors"]:
-        items = "".join(
-            f"<li>{e['count']} x <code>{html.escape(e['message'])}</code></li>" for e in c["errors"]
+    parts = []
+    for part in report.parts:
+        c = part.counts
+        status = c["by_status"]
+        name = f"<b>{html.escape(part.name)}</b>: " if len(report.parts) > 1 else ""
+        parts.append(
+            f"<p>{name}{c['rows']} trial rows: {status.get('ok', 0)} ok, "
+            f"{status.get('diverged', 0)} diverged (kept: best iterate), "
+            f"<b>{status.get('error', 0)} error rows excluded</b> from charts and findings.</p>"
         )
-        parts.append(f"<p>Errors, grouped:</p><ul>{items}</ul>")
-    if c["skipped_files"]:
-        parts.append(f"<p class='note'>{len(c['skipped_files'])} unreadable or temporary files "
-                     "skipped (see counts.json).</p>")  # fmt: skip
+        if "expected" in c:
+            done = c["expected"] - c["missing"]
+            state = "complete" if not c["missing"] else "partial sweep"
+            parts.append(
+                f"<p>{done} of {c['expected']} trials of the spec have a row ({state}).</p>"
+            )
+        if c["errors"]:
+            items = "".join(
+                f"<li>{e['count']} x <code>{html.escape(e['message'])}</code></li>"
+                for e in c["errors"]
+            )
+            parts.append(f"<p>Errors, grouped:</p><ul>{items}</ul>")
+        if c["skipped_files"]:
+            parts.append(f"<p class='note'>{len(c['skipped_files'])} unreadable or temporary "
+                         "files skipped (see counts.json).</p>")  # fmt: skip
     rows = ["<table><tr><th>chart</th><th>points</th><th>trials per point</th><th>files</th></tr>"]
     for chart in report.charts:
         if chart.skipped:
@@ -352,16 +535,22 @@ def counts_html(report: Report) -> str:
     return "\n".join(parts + rows)
 
 
-def index_html(report: Report, gallery: pl.DataFrame) -> str:
+def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
     drawn = [c for c in report.charts if c.spec is not None]
+    several = len(report.parts) > 1
     sections = [
-        "<p class='note'>Every point: mean over the trials at that point with a 95% Student-t "
-        "interval (seeds, and grid axes the chart does not show); hover for n. Click a legend "
-        "entry to highlight a series.</p>",
-        "<section><h2>Counts</h2>" + counts_html(report) + "</section>",
-        "<section><h2>Findings: the seed's claims against our data</h2>"
-        + findings_html(report.findings)
+        "<p class='note'>Every point: the mean over the trials at that point with a 95% Student-t "
+        "interval over seeds; small hollow marks are the individual trials and each mean says its "
+        "n. An axis a chart does not show is a dropdown under it (the PNG says which level it "
+        "shows)" + ("; each sweep is a row of panels" if several else "") + ". "
+        f"<a href='explorer.html'>Explorer</a>: every trial ({report.explorer_rows}), its "
+        "images and convergence curve.</p>",
+        "<section id='findings'><h2>Findings: the seed's claims against our data</h2>"
+        + READING.format(margin=findings.MARGIN_DB)
+        + findings_html(report.parts)
         + "</section>",
+        "<section id='protocol'><h2>Protocol</h2>" + protocol_html(report.parts) + "</section>",
+        "<section><h2>Counts</h2>" + counts_html(report) + "</section>",
     ]
     for chart in report.charts:
         if chart.skipped:
@@ -374,10 +563,11 @@ def index_html(report: Report, gallery: pl.DataFrame) -> str:
                 f"<section><h2>{html.escape(chart.title)}</h2>"
                 f"<div id='{chart.name}' class='chart'></div></section>"
             )
+    groups = "" if shown.is_empty() else f" ({shown['group_axes'][0]}; seed aside)"
     sections.append(
         "<section id='gallery'><h2>Gallery: ground truth beside reconstruction</h2>"
-        "<p class='note'>Per model x init x activation x batch size, the trial closest to the "
-        "median PSNR.</p>" + gallery_html(gallery) + "</section>"
+        f"<p class='note'>One trial per group of the config axes that vary{groups}: the "
+        "trial closest to its group's median PSNR.</p>" + gallery_html(shown, every) + "</section>"
     )
     specs = {c.name: c.spec for c in drawn}
     script = f"""<script>
@@ -389,3 +579,6 @@ Promise.all(Object.entries(specs).map(([name, spec]) =>
   .catch((err) => {{ document.body.dataset.error = String(err); }});
 </script>"""
     return _page(f"dlgsweep report: {report.sweep}", "\n".join(sections), script)
+
+
+__all__ = ["VERDICTS", "build_report", "Report", "SweepPart", "ChartOutput"]

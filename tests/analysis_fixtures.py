@@ -17,8 +17,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pytest
 
 from workloads.config import TrialConfig
@@ -144,3 +147,185 @@ def headless(url: str, *args: str, timeout: float = 120) -> subprocess.Completed
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# -- a headless browser driven over the DevTools protocol: real clicks ---------------------------
+
+
+class Browser:
+    """Headless chromium under the DevTools protocol (aiohttp's websocket client, which Ray
+    already installs): open a page, evaluate JavaScript, click at page coordinates with real
+    mouse events (Input.dispatchMouseEvent, so hit-testing and handlers run as for a user).
+
+        with Browser() as browser:
+            browser.open(path.as_uri())
+            x, y = browser.evaluate("...center of an element...")
+            browser.click(x, y)
+    """
+
+    def __init__(self, width: int = 1400, height: int = 1000, timeout: float = 60) -> None:
+        self.width, self.height, self.timeout = width, height, timeout
+        self.console: list[str] = []
+        self._ids = itertools.count(1)
+
+    def __enter__(self) -> Browser:
+        import asyncio
+        import time
+
+        self.profile = tempfile.mkdtemp(prefix="dlgsweep-cdp-")
+        command = [
+            chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={self.profile}",
+            "--remote-debugging-port=0", f"--window-size={self.width},{self.height}",
+            "about:blank",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        port_file = Path(self.profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + self.timeout
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.__exit__(None, None, None)
+                raise RuntimeError("chromium did not open its DevTools port")
+            time.sleep(0.1)
+        self.port = int(port_file.read_text().splitlines()[0])
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self._connect())
+        return self
+
+    async def _connect(self) -> None:
+        import json as _json
+
+        import aiohttp
+
+        self.http = aiohttp.ClientSession()
+        async with self.http.get(f"http://127.0.0.1:{self.port}/json/list") as response:
+            targets = _json.loads(await response.text())
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = await self.http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+        await self._send("Runtime.enable")
+        await self._send("Page.enable")
+
+    async def _send(self, method: str, **params: Any) -> dict:
+        import asyncio
+
+        ident = next(self._ids)
+        await self.ws.send_json({"id": ident, "method": method, "params": params})
+        while True:
+            message = await asyncio.wait_for(self.ws.receive_json(), self.timeout)
+            if message.get("method") == "Runtime.consoleAPICalled":
+                args = message["params"].get("args", [])
+                text = " ".join(str(a.get("value", a.get("description", ""))) for a in args)
+                self.console.append(f"{message['params'].get('type')}: {text}")
+            if message.get("method") == "Runtime.exceptionThrown":
+                self.console.append("error: " + str(message["params"]["exceptionDetails"]))
+            if message.get("id") == ident:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def call(self, method: str, **params: Any) -> dict:
+        return self.loop.run_until_complete(self._send(method, **params))
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page (promises awaited)."""
+        result = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float | None = None) -> Any:
+        """Poll until the expression is truthy; returns its value."""
+        import time
+
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still falsy after {timeout or self.timeout}s: {expression}")
+            time.sleep(0.2)
+
+    def open(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+        self.wait_for("document.readyState === 'complete'")
+
+    def click(self, x: float, y: float) -> None:
+        """A left click at page coordinates (CSS pixels of the viewport)."""
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            extra = {"button": "left", "clickCount": 1} if kind != "mouseMoved" else {}
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, **extra)
+
+    def click_element(self, selector_js: str) -> None:
+        """Scroll the element (a JS expression) into view and click its center."""
+        x, y = self.evaluate(
+            f"(() => {{ const e = {selector_js}; e.scrollIntoView({{block: 'center'}});"
+            " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];"
+            " })()"
+        )
+        self.click(x, y)
+
+    def screenshot(self, path: Path) -> None:
+        import base64 as _b64
+
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.write_bytes(_b64.b64decode(data))
+
+    def __exit__(self, *exc: object) -> None:
+        loop = getattr(self, "loop", None)
+        if loop is not None:
+
+            async def close() -> None:
+                if getattr(self, "ws", None) is not None:
+                    await self.ws.close()
+                await self.http.close()
+
+            try:
+                loop.run_until_complete(close())
+            finally:
+                loop.close()
+        self.process.kill()  # our own chromium, by its process object
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+# -- synthetic frames for the fast tests ---------------------------------------------------------
+
+
+def synthetic_frame(
+    grid: dict[str, list],
+    psnr: Callable[[dict], float],
+    seeds: Iterable[int] = (0, 1, 2),
+    noise_sd: float = 0.5,
+    extra: Callable[[dict], dict] | None = None,
+) -> pl.DataFrame:
+    """Rows shaped like the sink's (every config field, its default unless `grid` varies it):
+    PSNR = psnr(config) + N(0, noise_sd) drawn from a per-trial seeded generator."""
+    import hashlib
+    import json as _json
+
+    import numpy as np
+
+    defaults = TrialConfig().to_dict()
+    rows = []
+    axes = list(grid)
+    for values in itertools.product(*(grid[a] for a in axes)):
+        for seed in seeds:
+            config = {**defaults, **dict(zip(axes, values)), "seed": seed}
+            blob = _json.dumps(config, sort_keys=True, default=str).encode()
+            key = hashlib.sha256(blob).hexdigest()[:16]
+            rng = np.random.default_rng(int(key, 16) % 2**32)
+            row = {
+                **config, "sweep": "synthetic", "trial_key": key, "status": "ok", "error": None,
+                "psnr_mean": float(psnr(config) + rng.normal(0, noise_sd)),
+                "label_accuracy": 1.0, "grad_zero_fraction": 0.1,
+            }  # fmt: skip
+            if extra:
+                row.update(extra(config))
+            rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)

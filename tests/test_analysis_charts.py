@@ -1,12 +1,16 @@
-"""Every chart from the rows of a real small sweep: encodings, aggregated numbers, PNG export.
+"""The charts: specs checked with `chart.to_dict()` on small frames, rendered by vl-convert.
 
-The aggregates each chart plots are recomputed here with a plain polars group-by and scipy's
-t quantile, independently of `analysis.stats`, and compared point by point.
+Fast tests build synthetic frames (the sink's columns) to pin each convention: n printed in
+the rendered chart, interval bands translucent, no axis pooled silently (a dropdown or a facet),
+individual trials under the means, numeric sort, bounded intervals, the per-kernel picture from
+one trial. The slow tests take a real small sweep and recompute every plotted mean and interval
+with a plain polars group-by and scipy's t quantile, independently of `analysis.stats`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import polars as pl
 import pytest
@@ -14,15 +18,253 @@ import vl_convert as vlc
 from scipy import stats
 
 from analysis import charts
-from tests.analysis_fixtures import small_frame, small_sweep
+from tests.analysis_fixtures import small_frame, small_sweep, synthetic_frame
 
 __all__ = ["small_frame", "small_sweep"]
 
-pytestmark = pytest.mark.slow  # the session's sweep fixture runs real attacks on Ray
+
+def walk(spec: dict | list):
+    """Every dict inside a Vega-Lite spec."""
+    if isinstance(spec, dict):
+        yield spec
+        for value in spec.values():
+            yield from walk(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            yield from walk(value)
 
 
-def datasets(spec: dict) -> list[list[dict]]:
-    return list(spec.get("datasets", {}).values())
+def marks(spec: dict) -> list[dict]:
+    return [d for d in walk(spec) if "mark" in d]
+
+
+def mark_type(unit: dict) -> str:
+    return unit["mark"]["type"] if isinstance(unit["mark"], dict) else unit["mark"]
+
+
+def mean_rows(spec: dict) -> list[dict]:
+    return [r for rows in spec["datasets"].values() for r in rows if r.get("kind") == "mean"]
+
+
+def param_axes(spec: dict) -> list[str]:
+    return [p["name"].removeprefix("pick_") for p in spec.get("params", [])
+            if isinstance(p.get("bind"), dict) and p["bind"].get("input") == "select"]  # fmt: skip
+
+
+# A frame on which every chart has data: the paper's axes plus BN, labels, noise, curves, kernels.
+def rich_frame(seeds=(0, 1, 2)) -> pl.DataFrame:
+    grid = {
+        "model": ["mcmahan_cnn", "resnet18"],
+        "batch_size": [1, 2, 4, 8, 16],
+        "init_method": ["xavier_normal", "kaiming_normal"],
+        "activation": ["relu", "sigmoid"],
+        "prune": ["none", "small"],
+    }
+
+    def psnr(c: dict) -> float:
+        return 25 - 2 * math.log2(c["batch_size"]) - (8 if c["activation"] == "relu" else 0)
+
+    base = synthetic_frame(grid, psnr, seeds=seeds, extra=curves_and_kernels)
+    accuracy = lambda c: {"label_accuracy": 0.8 + 0.05 * (c["seed"] % 3)}  # noqa: E731
+    weight_std = lambda c: {"init_weight_std": 0.05 * c["init_scale"]}  # noqa: E731
+    extras = [
+        synthetic_frame({"norm": ["batch"], "bn_mode": ["eval", "train"],
+                         "activation": ["relu", "sigmoid"]}, lambda c: 20, seeds,
+                        extra=curves_and_kernels),
+        synthetic_frame({"label_strategy": ["oracle", "optimize"], "batch_size": [1, 2, 4, 8, 16]},
+                        lambda c: 20, seeds, extra=accuracy),
+        synthetic_frame({"noise": ["gaussian"], "noise_scale": [0.01, 0.1]}, lambda c: 10, seeds),
+        synthetic_frame({"init_scale": [0.25, 0.5, 2.0, 4.0], "activation": ["relu"],
+                         "init_method": ["xavier_normal", "kaiming_normal"]}, lambda c: 15, seeds,
+                        extra=weight_std),
+        synthetic_frame({"prune": ["small"], "prune_ratio": [0.0, 0.1, 0.5],
+                         "mask_pruned": [False, True]}, lambda c: 20 - 10 * c["prune_ratio"],
+                        seeds),
+    ]  # fmt: skip
+    return pl.concat([base, *extras], how="diagonal_relaxed")
+
+
+def curves_and_kernels(c: dict) -> dict:
+    scale = 1.0 if c.get("bn_mode") == "eval" else 10.0
+    return {
+        "curve_iteration": [0, 10, 20],
+        "curve_psnr": [5.0, 10.0 + c["seed"], 15.0 + c["seed"]],
+        "curve_grad_loss": [1.0, 0.1, 0.01 * (1 + c["seed"])],
+        "grad_kernel_norms": [scale * (k + 1 + c["seed"]) for k in range(8)],
+    }
+
+
+@pytest.fixture(scope="module")
+def rich() -> pl.DataFrame:
+    return rich_frame()
+
+
+@pytest.fixture(scope="module")
+def specs(rich: pl.DataFrame) -> dict[str, dict]:
+    return {name: charts.build(name, rich).to_dict() for name in charts.CHARTS}
+
+
+@pytest.mark.parametrize("name", list(charts.CHARTS))
+def test_n_is_printed_in_the_rendered_chart(name: str, specs: dict) -> None:
+    svg = vlc.vegalite_to_svg(specs[name])
+    labels = re.findall(r"n=(\d+)", svg)
+    assert labels, f"{name}: no n= label in the rendered SVG"
+    if name != "bn_gradients":  # (its kernel panel says "n=1 trial": one trial, by design)
+        assert {int(n) for n in labels} <= {r["n"] for r in mean_rows(specs[name])}
+
+
+@pytest.mark.parametrize("name", list(charts.CHARTS))
+def test_bands_are_translucent(name: str, specs: dict) -> None:
+    for unit in marks(specs[name]):
+        if mark_type(unit) != "area":
+            continue
+        assert unit["mark"]["opacity"] < 0.5
+        opacity = unit.get("encoding", {}).get("opacity")
+        if opacity:  # a legend selection fades the band further, never makes it opaque
+            values = [
+                opacity.get("value"),
+                *(c.get("value") for c in [opacity.get("condition", {})]),
+            ]
+            assert all(v < 0.5 for v in values if v is not None), opacity
+
+
+@pytest.mark.parametrize("name", list(charts.CHARTS))
+def test_individual_trials_drawn_under_the_means(name: str, specs: dict) -> None:
+    spec = specs[name]
+    if name == "bn_gradients":  # the zero-share panel has them; the kernel panel is one trial
+        spec = spec["hconcat"][0]
+        spec["datasets"] = specs[name]["datasets"]
+    layers = [
+        u for u in marks(spec) if {"filter": "(datum.kind === 'trial')"} in u.get("transform", [])
+    ]
+    assert layers, f"{name}: no layer of individual trials"
+    trials = [
+        r for rows in specs[name]["datasets"].values() for r in rows if r.get("kind") == "trial"
+    ]
+    assert trials and all("trial_key" in r and r["y"] is not None for r in trials)
+
+
+def test_an_unencoded_axis_is_a_dropdown_never_pooled(rich: pl.DataFrame) -> None:
+    grid = rich.filter((pl.col("norm") == "none") & (pl.col("label_strategy") == "idlg")
+                       & (pl.col("noise") == "none") & (pl.col("init_scale") == 1.0)
+                       & (pl.col("prune_ratio") == 0.2) & ~pl.col("mask_pruned"))  # fmt: skip
+    spec = charts.psnr_by_init(grid).to_dict()
+    assert param_axes(spec) == ["batch_size"]  # the paper's by-init chart pooled 5 batch sizes
+    param = spec["params"][-1]
+    assert param["bind"]["options"] == ["1", "2", "4", "8", "16"]
+    for unit in marks(spec):  # every layer shows one batch size at a time
+        assert {"filter": "(datum['batch_size'] === pick_batch_size)"} in unit["transform"]
+    assert (
+        "batch size" in spec["title"]["subtitle"][-1]
+        and "shown: batch size =" in spec["title"]["subtitle"][-1]
+    )
+    points = mean_rows(spec)
+    assert {p["batch_size"] for p in points} == {"1", "2", "4", "8", "16"}
+    assert all(p["n"] == 3 for p in points)  # per point: the 3 seeds only
+    # an axis that is a function of the encoded ones pools nothing and is no dropdown
+    one_batch_per_model = grid.filter(
+        ((pl.col("model") == "mcmahan_cnn") & (pl.col("batch_size") == 1))
+        | ((pl.col("model") == "resnet18") & (pl.col("batch_size") == 4))
+    )
+    assert param_axes(charts.psnr_by_init(one_batch_per_model).to_dict()) == []
+
+
+def test_several_sweeps_are_facet_rows(rich: pl.DataFrame) -> None:
+    both = pl.concat([rich, rich.with_columns(pl.lit("other").alias("sweep"))])
+    spec = charts.psnr_vs_batch(both).to_dict()
+    assert spec["facet"]["row"]["field"] == "sweep"
+    assert "sweep" not in param_axes(spec)
+    assert {p["sweep"] for p in mean_rows(spec)} == {"synthetic", "other"}
+
+
+def test_batch_sizes_sort_as_numbers_and_accuracy_stays_in_0_1(specs: dict) -> None:
+    spec = specs["label_strategy"]
+    color = next(u["encoding"]["color"] for u in marks(spec) if "color" in u.get("encoding", {}))
+    assert color["field"] == "batch_size" and color["type"] == "ordinal"
+    points = mean_rows(spec)
+    assert all(isinstance(p["batch_size"], int) for p in points)
+    svg = vlc.vegalite_to_svg(spec)
+    legend = svg[svg.index("role-legend-label") :]
+    labels = re.findall(r"<text[^>]*>(1|2|4|8|16)</text>", legend)
+    assert labels[:5] == ["1", "2", "4", "8", "16"], labels
+    accuracy = [p for p in points if p["metric"] == "label accuracy"]
+    assert accuracy and all(0 <= p["ci_low"] and p["ci_high"] <= 1 for p in accuracy)
+    assert any(p["ci_high"] == 1.0 for p in accuracy)  # clipped: the raw interval passes 1
+
+
+def test_single_trial_points_are_hollow(rich: pl.DataFrame) -> None:
+    spec = charts.bn_mode(
+        rich.filter((pl.col("seed") == 0) & (pl.col("norm") == "batch"))
+    ).to_dict()
+    assert all(p["n"] == 1 and p["ci_low"] is None for p in mean_rows(spec))
+    fills = [u["encoding"]["fill"] for u in marks(spec) if "fill" in u.get("encoding", {})]
+    assert (
+        fills and fills[0]["condition"]["test"] == "datum.n >= 2" and fills[0]["value"] == "white"
+    )
+    assert "n=1" in vlc.vegalite_to_svg(spec)
+
+
+def test_kernel_picture_is_one_trial_not_an_average(specs: dict, rich: pl.DataFrame) -> None:
+    spec = specs["bn_gradients"]
+    zero_panel, kernel_panel = spec["hconcat"]
+    assert zero_panel["facet"]["column"]["field"] == "activation"  # the BN figure per activation
+    rows = [r for rows in spec["datasets"].values() for r in rows if r.get("kind") == "kernel"]
+    for trial_key in {r["trial_key"] for r in rows}:
+        mine = sorted((r for r in rows if r["trial_key"] == trial_key), key=lambda r: r["kernel"])
+        plotted = [r["kernel_norm"] for r in mine]
+        stored = rich.filter(pl.col("trial_key") == trial_key)["grad_kernel_norms"][0].to_list()
+        assert plotted == stored  # kernel k is one filter of one trial
+    pairs = {(r["trial"], r["bn_mode"]) for r in rows}
+    assert len(pairs) == 2 * len({r["trial"] for r in rows})  # train and eval of each pair
+    assert all(r["seed"] == 0 for r in rows)  # the lowest seed that has both modes
+
+
+def test_init_scale_chart(specs: dict) -> None:
+    spec = specs["init_scale"]
+    top, bottom = spec["vconcat"]
+    xs = [u["encoding"]["x"] for u in marks(top) if "x" in u.get("encoding", {})]
+    assert xs[0]["scale"]["type"] == "log" and "init scale" in xs[0]["title"]
+    tooltips = [
+        t.get("field") for u in marks(top) for t in u.get("encoding", {}).get("tooltip", [])
+    ]
+    assert "init_weight_std" in tooltips
+    xb = [u["encoding"]["x"] for u in marks(bottom) if "x" in u.get("encoding", {})][0]
+    assert "weight std" in xb["title"]
+    means = [r for r in mean_rows(spec) if "init_weight_std" in r and r["init_weight_std"]]
+    assert all(
+        r["x"] == pytest.approx(r["init_weight_std"])
+        for r in means
+        if r["x"] != r.get("init_scale")
+    )
+
+
+def test_pruning_aware_chart(specs: dict) -> None:
+    spec = specs["pruning_aware"]
+    dashes = {
+        u["encoding"]["strokeDash"]["field"]
+        for u in marks(spec)
+        if "strokeDash" in u.get("encoding", {})
+    }
+    assert dashes == {"attacker"}
+    points = mean_rows(spec)
+    assert {p["attacker"] for p in points} == {"unaware", "aware (masks pruned)"}
+    # the unpruned trials are the start of both curves
+    assert {p["attacker"] for p in points if p["x"] == 0} == {"unaware", "aware (masks pruned)"}
+
+
+def test_chart_without_its_axis_is_skipped(rich: pl.DataFrame) -> None:
+    plain = rich.filter(
+        (pl.col("norm") == "none") & (pl.col("label_strategy") == "idlg")
+        & (pl.col("init_scale") == 1.0) & (pl.col("model") == "mcmahan_cnn")
+    )  # fmt: skip
+    for name in ("bn_mode", "bn_gradients", "model_by_init", "label_strategy", "init_scale"):
+        with pytest.raises(charts.ChartSkipped, match="does not vary"):
+            charts.build(name, plain)
+    with pytest.raises(charts.ChartSkipped):
+        charts.psnr_by_init(rich.with_columns(pl.lit("error").alias("status")))
+
+
+# -- the real small sweep: every plotted number recomputed -------------------------------------
 
 
 def expected(rows: pl.DataFrame, by: list[str], value: str, log: bool = False) -> dict:
@@ -43,14 +285,19 @@ def expected(rows: pl.DataFrame, by: list[str], value: str, log: bool = False) -
             low = high = None
         if log:
             mean, low, high = (None if v is None else 10**v for v in (mean, low, high))
-        out[tuple(str(k) for k in key)] = (mean, low, high, n)
+        out[tuple(str(k).lower() if k is not None else "unknown" for k in key)] = (
+            mean,
+            low,
+            high,
+            n,
+        )
     return out
 
 
 def check_points(points: list[dict], want: dict, by: list[str]) -> None:
     assert len(points) == len(want)
     for point in points:
-        mean, low, high, n = want[tuple(str(point[c]) for c in by)]
+        mean, low, high, n = want[tuple(str(point[c]).lower() for c in by)]
         assert point["n"] == n
         assert point["mean"] == pytest.approx(mean, rel=1e-9)
         if low is None:
@@ -64,156 +311,59 @@ def result_rows(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.col("status").is_in(["ok", "diverged"]))
 
 
-def test_error_rows_never_reach_a_chart(small_frame: pl.DataFrame) -> None:
-    spec = charts.psnr_by_init(small_frame).to_dict()
-    total = sum(p["n"] for p in datasets(spec)[0])
-    assert total == result_rows(small_frame).height
-    assert small_frame.height - total == 1  # the error row
+def with_arch(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.with_columns(
+        pl.when(pl.col("norm") == "batch").then(pl.col("model") + "+bn")
+        .otherwise(pl.col("model")).alias("arch")
+    )  # fmt: skip
 
 
-def test_psnr_by_init(small_frame: pl.DataFrame) -> None:
-    spec = charts.psnr_by_init(small_frame).to_dict()
-    assert spec["facet"]["column"]["field"] == "model"
-    rules, points = spec["spec"]["layer"]
-    assert points["mark"]["type"] == "point"
-    assert points["encoding"]["x"]["field"] == "init_method"
-    assert points["encoding"]["y"]["field"] == "mean"
-    assert rules["encoding"]["y"]["field"] == "ci_low"
-    assert rules["encoding"]["y2"]["field"] == "ci_high"
-    tooltip = {t["field"] for t in points["encoding"]["tooltip"]}
-    assert {"n", "mean", "ci_low", "ci_high", "prune", "activation"} <= tooltip
-    assert spec["params"][0]["bind"] == "legend"
-    by = ["model", "init_method", "activation", "prune"]
-    check_points(datasets(spec)[0], expected(result_rows(small_frame), by, "psnr_mean"), by)
+REAL = [  # chart, the columns its points are grouped by (besides its dropdowns), rows, value
+    ("psnr_by_init", ["model", "init_method", "activation", "prune"], None, "psnr_mean"),
+    ("model_by_init", ["activation", "init_method", "model"], None, "psnr_mean"),
+    ("psnr_vs_batch", ["model", "init_method", "activation", "batch_size"], None, "psnr_mean"),
+    ("bn_mode", ["arch", "activation", "bn_mode"], with_arch, "psnr_mean"),
+]
 
 
-def test_model_by_init(small_frame: pl.DataFrame) -> None:
-    spec = charts.model_by_init(small_frame).to_dict()
-    assert spec["facet"]["column"]["field"] == "activation"
-    assert spec["spec"]["layer"][1]["encoding"]["xOffset"]["field"] == "model"
-    points = datasets(spec)[0]
-    assert {p["model"] for p in points} == {"mcmahan_cnn", "resnet18"}
-    by = ["activation", "init_method", "model"]
-    check_points(points, expected(result_rows(small_frame), by, "psnr_mean"), by)
-
-
-def test_psnr_vs_batch(small_frame: pl.DataFrame) -> None:
-    spec = charts.psnr_vs_batch(small_frame).to_dict()
-    layers = spec["spec"]["layer"]
-    assert layers[1]["mark"]["type"] == "line"
-    x = layers[0]["encoding"]["x"]
-    assert x["field"] == "batch_size" and x["scale"]["type"] == "log"
-    assert layers[0]["encoding"]["strokeDash"]["field"] == "activation"
-    by = ["model", "init_method", "activation", "batch_size"]
-    check_points(datasets(spec)[0], expected(result_rows(small_frame), by, "psnr_mean"), by)
-
-
-def test_label_strategy(small_frame: pl.DataFrame) -> None:
-    spec = charts.label_strategy(small_frame).to_dict()
-    assert spec["facet"]["column"]["field"] == "metric"
-    assert spec["resolve"]["scale"]["y"] == "independent"
-    points = datasets(spec)[0]
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "by", "derive", "value"), REAL)
+def test_points_on_a_real_sweep(name, by, derive, value, small_frame: pl.DataFrame) -> None:
+    spec = charts.build(name, small_frame).to_dict()
     rows = result_rows(small_frame)
-    by = ["label_strategy", "batch_size"]
-    for metric, value in (("PSNR (dB)", "psnr_mean"), ("label accuracy", "label_accuracy")):
-        check_points([p for p in points if p["metric"] == metric], expected(rows, by, value), by)
+    rows = derive(rows) if derive else rows
+    by = by + param_axes(spec)  # every dropdown axis splits the points too
+    check_points(mean_rows(spec), expected(rows, by, value), by)
+    trials = [r for rows_ in spec["datasets"].values() for r in rows_ if r.get("kind") == "trial"]
+    assert len(trials) == rows.height  # every trial drawn, the error row never
 
 
-def test_bn_mode(small_frame: pl.DataFrame) -> None:
-    spec = charts.bn_mode(small_frame).to_dict()
-    points = datasets(spec)[0]
-    assert {p["bn_mode"] for p in points} == {"eval", "train"}
-    assert "mcmahan_cnn+bn" in {p["arch"] for p in points}
-    rows = result_rows(small_frame).with_columns(
-        pl.when(pl.col("norm") == "batch")
-        .then(pl.col("model") + "+bn")
-        .otherwise(pl.col("model"))
-        .alias("arch")
-    )
-    by = ["arch", "activation", "bn_mode"]
-    check_points(points, expected(rows, by, "psnr_mean"), by)
-
-
-def test_convergence(small_frame: pl.DataFrame) -> None:
+@pytest.mark.slow
+def test_convergence_on_a_real_sweep(small_frame: pl.DataFrame) -> None:
     spec = charts.convergence(small_frame).to_dict()
     loss_panel, psnr_panel = spec["vconcat"]
-    assert loss_panel["spec"]["layer"][0]["encoding"]["y"]["scale"]["type"] == "log"
-    loss_data, psnr_data = (spec["datasets"][p["data"]["name"]] for p in (loss_panel, psnr_panel))
     curves = (
         result_rows(small_frame)
-        .select(
-            "model", "init_method", "activation", "curve_iteration", "curve_grad_loss", "curve_psnr"
-        )  # fmt: skip
-        .explode(["curve_iteration", "curve_grad_loss", "curve_psnr"])
         .with_columns((pl.col("init_method") + " / " + pl.col("activation")).alias("series"))
+        .explode(["curve_iteration", "curve_grad_loss", "curve_psnr"])
+        .rename({"curve_iteration": "iteration"})
     )
-    by = ["model", "series", "iteration"]
-    curves = curves.rename({"curve_iteration": "iteration"})
-    check_points(psnr_data, expected(curves, by, "curve_psnr"), by)
-    check_points(loss_data, expected(curves, by, "curve_grad_loss", log=True), by)
-    # each curve point rests on every trial of its series (all sampled at the same iterations)
-    assert max(p["n"] for p in psnr_data) >= 8
+    by = ["model", "series", "iteration", *param_axes(spec)]
+    loss = [r for r in mean_rows(spec) if r["metric"] == "gradient loss"]
+    psnr = [r for r in mean_rows(spec) if r["metric"] == "PSNR (dB)"]
+    check_points(psnr, expected(curves, by, "curve_psnr"), by)
+    check_points(loss, expected(curves, by, "curve_grad_loss", log=True), by)
+    y = [u["encoding"]["y"] for u in marks(loss_panel) if "y" in u.get("encoding", {})][0]
+    assert y["scale"]["type"] == "log"
 
 
-def test_defense_curves(small_frame: pl.DataFrame) -> None:
-    spec = charts.defense_curves(small_frame).to_dict()
-    prune_panel, noise_panel = spec["hconcat"]
-    assert prune_panel["title"] == "gradient pruning" and noise_panel["title"] == "gradient noise"
-    prune_data = spec["datasets"][prune_panel["data"]["name"]]
-    noise_data = spec["datasets"][noise_panel["data"]["name"]]
-    rows = result_rows(small_frame)
-    strength = rows.filter(pl.col("noise") == "none").with_columns(
-        pl.when(pl.col("prune") == "none").then(0.0).otherwise(pl.col("prune_ratio"))
-        .alias("strength")
-    )  # fmt: skip
-    by = ["model", "activation", "strength"]
-    check_points(prune_data, expected(strength, by, "psnr_mean"), by)
-    # the noise curve: gaussian rows at 0.1, and the undefended rows as its 0 point
-    clean = rows.filter((pl.col("prune") == "none") & (pl.col("noise") == "none"))
-    noisy = rows.filter((pl.col("prune") == "none") & (pl.col("noise") == "gaussian"))
-    both = pl.concat([clean.with_columns(pl.lit("gaussian").alias("noise")), noisy])
-    both = both.with_columns(pl.col("noise_scale").alias("strength"))
-    by = ["model", "noise", "strength"]
-    check_points(noise_data, expected(both, by, "psnr_mean"), by)
-
-
-def test_bn_gradients(small_frame: pl.DataFrame) -> None:
-    spec = charts.bn_gradients(small_frame).to_dict()
-    zero_panel, kernel_panel = spec["hconcat"]
-    zeros = spec["datasets"][zero_panel["data"]["name"]]
-    kernels = spec["datasets"][kernel_panel["data"]["name"]]
-    rows = result_rows(small_frame).with_columns(
-        pl.when(pl.col("norm") == "batch")
-        .then(pl.col("model") + "+bn")
-        .otherwise(pl.col("model"))
-        .alias("arch")
-    )
-    check_points(zeros, expected(rows, ["arch", "bn_mode"], "grad_zero_fraction"),
-                 ["arch", "bn_mode"])  # fmt: skip
-    per_kernel = (
-        rows.select("arch", "bn_mode", "grad_kernel_norms")
-        .with_columns(pl.int_ranges(0, pl.col("grad_kernel_norms").list.len()).alias("kernel"))
-        .explode(["grad_kernel_norms", "kernel"])
-    )
-    by = ["arch", "bn_mode", "kernel"]
-    check_points(kernels, expected(per_kernel, by, "grad_kernel_norms", log=True), by)
-    assert {k["arch"] for k in kernels} >= {"mcmahan_cnn", "mcmahan_cnn+bn", "resnet18"}
-
-
-@pytest.mark.parametrize("name", list(charts.CHARTS))
-def test_png_export(name: str, small_frame: pl.DataFrame) -> None:
-    png = vlc.vegalite_to_png(charts.build(name, small_frame).to_dict(), scale=1)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-
-
-def test_chart_without_its_axis_is_skipped(small_frame: pl.DataFrame) -> None:
-    grid_only = small_frame.filter(
-        (pl.col("norm") == "none") & (pl.col("model") == "mcmahan_cnn")
-        & (pl.col("label_strategy") == "idlg") & (pl.col("noise") == "none")
-    )  # fmt: skip
-    for name in ("bn_mode", "bn_gradients", "model_by_init", "label_strategy"):
-        with pytest.raises(charts.ChartSkipped, match="does not vary"):
-            charts.build(name, grid_only)
-    assert charts.defense_curves(grid_only).to_dict()["hconcat"][0]["title"] == "gradient pruning"
-    with pytest.raises(charts.ChartSkipped):
-        charts.psnr_by_init(small_frame.filter(pl.col("status") == "error"))
+@pytest.mark.slow
+def test_png_export(small_frame: pl.DataFrame) -> None:
+    for name in charts.CHARTS:
+        try:
+            spec = charts.build(name, small_frame).to_dict()
+        except charts.ChartSkipped:
+            assert name in ("init_scale", "pruning_aware")  # the mini sweep has neither
+            continue
+        png = vlc.vegalite_to_png(spec, scale=1)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
