@@ -1,48 +1,82 @@
-"""The results sink: one Parquet file per trial, written atomically, on any pyarrow filesystem.
+"""The results store of one sweep: rows land one file per trial, then compact into part files.
 
 ```
-<results>/<sweep>/spec.yaml                   the resolved spec
-<results>/<sweep>/trials/<trial_key>.parquet  one row of orchestrator.schema.SCHEMA
-<results>/<sweep>/.staging/                   half-written files; never read
-<results>/<sweep>/tune/                       Ray Tune's experiment state
+<results>/<sweep>/spec.yaml                                   the resolved spec
+<results>/<sweep>/trials/<trial_key>.parquet                  one row, written by its worker
+<results>/<sweep>/trials/part-<rows>-<stamp>-<id>.parquet     finished rows, merged by the driver
+<results>/<sweep>/.lock                                       the live run (orchestrator.lease)
+<results>/<sweep>/.attempts/<run>/<trial_key>                 a live run's attempt counters
+<results>/<sweep>/.staging/                                   half-written files; never read
+<results>/<sweep>/tune/                                       Ray Tune's experiment state
 ```
 
-A row is written to `.staging/` (outside the `trials/` tree, under a name that does not end in
-`.parquet`) and then moved into place: `os.replace` on a local disk (atomic rename), `fs.move`
-elsewhere (S3/GCS objects appear whole). A reader globbing `trials/*.parquet` never sees a
-half-written file; `read_rows` also skips anything it cannot parse, and says so.
-Rewriting a trial replaces its file, so a sweep never holds two rows for one trial.
+Writing. A worker writes its trial's row as `trials/<trial_key>.parquet`, atomically: on a local
+disk or NFS through `.staging/` and `rename(2)`; on an object store as one PUT (an object appears
+whole or not at all; a bigger file goes through `.staging/` and a server-side move). A finished
+row (`ok`, `diverged`) is final: `write_row` never replaces one (it looks before it writes).
+
+Compaction. The run's driver (the only writer of parts: it holds the sweep's lease) merges
+finished row files of trials Tune is done with into part files of up to PART_ROWS rows, sorted
+by trial_key, and then deletes the merged row files. Small parts are merged again when
+MERGE_SMALL_PARTS of them pile up. A sweep below COMPACT_MIN_ROWS finished rows keeps today's
+one-file-per-row layout. Error rows stay row files until their trial finishes.
+
+Reading. Every file under `trials/` is a Parquet file of SCHEMA rows, so `trials/*.parquet` is
+the table for polars, pyarrow and duckdb. A crash between writing a part and deleting its row
+files can leave a row twice (identical bytes); `read_rows` (and analysis.load) keep one row per
+trial_key: a finished row over an error row, then the latest `finished_at`. Readers take only
+the columns they need; `sweep, trial_key, status, error` lead the schema, so the status of a
+whole part is one short ranged read.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator.schema import SCHEMA, row_table
+from workloads.errors import UserError
 
 TRIALS = "trials"
 STAGING = ".staging"
+ATTEMPTS = ".attempts"
 SPEC = "spec.yaml"
 SUFFIX = ".parquet"
+PART_PREFIX = "part-"
+FINISHED = ("ok", "diverged")  # a row with one of these is final: never rerun, never replaced
+
+COMPACT_MIN_ROWS = 256  # finished row files before a compaction writes a part (bench_store.py)
+PART_ROWS = 10_000  # rows per part at most
+ROW_GROUP_ROWS = 2_048  # rows per Parquet row group in a part
+MERGE_SMALL_PARTS = 8  # this many parts under PART_ROWS are merged into bigger ones
+DIRECT_PUT_BYTES = 4 << 20  # object stores: a file this small is one PUT, bigger ones staged
+READ_THREADS = 32  # object stores: files read at once
+URI_HINT = "a local folder or a file://, s3:// or gs:// URI"
 
 
-def open_fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it, for a local path or an s3:// gs:// URI."""
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+class StoreError(UserError):
+    """A results path that cannot be opened or written; the message names the flag."""
 
 
-def is_row_file(base_name: str) -> bool:
-    """A finished row's file name: `<trial_key>.parquet`, never a hidden or temporary name."""
-    return base_name.endswith(SUFFIX) and not base_name.startswith((".", "_"))
+# -- paths and URIs ---------------------------------------------------------------------------
+
+
+def split_query(uri: str) -> tuple[str, str]:
+    """`s3://b/p?endpoint_override=h:9000&scheme=http` -> ('s3://b/p', 'endpoint_override=...')."""
+    if "://" in uri and "?" in uri:
+        base, query = uri.split("?", 1)
+        return base, query
+    return uri, ""
 
 
 def join(*parts: str) -> str:
@@ -50,21 +84,235 @@ def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts[:-1]) + "/" + parts[-1].lstrip("/")
 
 
+def join_uri(uri: str, *parts: str) -> str:
+    """Append path parts to a path or URI, keeping a URI's query string (options) at its end."""
+    base, query = split_query(uri)
+    joined = join(base.rstrip("/"), *parts)
+    return f"{joined}?{query}" if query else joined
+
+
+def parent_uri(uri: str) -> str:
+    """The folder holding `uri` (a path or URI), query string kept."""
+    base, query = split_query(uri.rstrip("/"))
+    parent = base.rsplit("/", 1)[0] if "/" in base else "."
+    if parent.endswith(":/"):  # s3://bucket: its parent is the bucket itself
+        parent = base
+    return f"{parent}?{query}" if query else parent
+
+
+def open_fs(uri: str, flag: str = "results") -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it, for a local path or an s3:// gs:// URI.
+
+    Options of an object store ride in the URI's query string, as pyarrow reads them:
+    `s3://bucket/path?endpoint_override=127.0.0.1:9000&scheme=http&region=us-east-1`.
+    """
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        scheme = uri.split("://", 1)[0]
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(
+            f"{flag}: cannot open {uri!r} (scheme {scheme!r}: {reason}); expected {URI_HINT}"
+        ) from None
+
+
+def file_kind(base_name: str) -> str | None:
+    """'part' (many rows), 'row' (`<trial_key>.parquet`), or None (hidden, temporary, foreign)."""
+    if not base_name.endswith(SUFFIX) or base_name.startswith((".", "_")):
+        return None
+    return "part" if base_name.startswith(PART_PREFIX) else "row"
+
+
+def is_row_file(base_name: str) -> bool:
+    """A finished data file's name (a row file or a part), never a hidden or temporary name."""
+    return file_kind(base_name) is not None
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1][: -len(SUFFIX)]
+
+
+# -- reading many files -----------------------------------------------------------------------
+
+
 @dataclass
 class Rows:
     """What `read_rows` found: the rows, and the files it had to skip."""
 
     table: pa.Table
-    skipped: list[str] = field(default_factory=list)  # path: reason
+    skipped: list[str] = field(default_factory=list)  # "path: reason"
+
+
+def read_files(
+    fs: pafs.FileSystem, paths: list[str], columns: list[str]
+) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """`columns` of every row in `paths` (SCHEMA types; a column an older file lacks is null),
+    plus `_file`, the path each row came from; unreadable files are skipped, with the reason.
+
+    Row files must hold one row whose trial_key is the file name. Local files go through
+    polars' multi-file reader (one call for 10^5 files); object stores through READ_THREADS
+    ranged reads at once. Only the named columns are read.
+    """
+    schema = pa.schema([SCHEMA.field(c) for c in columns] + [pa.field("_file", pa.string())])
+    if not paths:
+        return schema.empty_table(), []
+    table, bad = None, []
+    if isinstance(fs, pafs.LocalFileSystem):
+        table = _read_local(paths, columns, schema)
+    if table is None:  # object store, or a local file polars could not read: one by one
+        workers = READ_THREADS if not isinstance(fs, pafs.LocalFileSystem) else 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda p: _read_one(fs, p, columns, schema), paths))
+        tables = [t for t, _ in results if t is not None]
+        bad = [(p, why) for (t, why), p in zip(results, paths) if t is None]
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+    return _valid_rows(table, bad)
+
+
+def _read_local(paths: list[str], columns: list[str], schema: pa.Schema) -> pa.Table | None:
+    import polars as pl
+
+    try:
+        frame = pl.scan_parquet(
+            paths,
+            schema=_POLARS_SCHEMA(),
+            missing_columns="insert",
+            extra_columns="ignore",
+            include_file_paths="_file",
+            glob=False,
+        )
+        return frame.select([*columns, "_file"]).collect().to_arrow().cast(schema)
+    except (OSError, pa.ArrowException, pl.exceptions.PolarsError):
+        return None
+
+
+_POLARS_CACHE: dict[str, Any] = {}
+
+
+def _POLARS_SCHEMA() -> Any:  # noqa: N802 - a cached constant
+    import polars as pl
+
+    if "schema" not in _POLARS_CACHE:
+        _POLARS_CACHE["schema"] = pl.from_arrow(SCHEMA.empty_table()).schema
+    return _POLARS_CACHE["schema"]
+
+
+def _read_one(
+    fs: pafs.FileSystem, path: str, columns: list[str], schema: pa.Schema
+) -> tuple[pa.Table | None, str]:
+    try:
+        with fs.open_input_file(path) as handle:
+            parquet = pq.ParquetFile(handle)
+            present = set(parquet.schema_arrow.names)
+            table = parquet.read(columns=[c for c in columns if c in present])
+        for name in columns:  # an older file may lack a newer column: null
+            if name not in table.column_names:
+                column = pa.nulls(table.num_rows, SCHEMA.field(name).type)
+                table = table.append_column(SCHEMA.field(name), column)
+        table = table.select(columns)
+        table = table.append_column("_file", pa.array([path] * table.num_rows, pa.string()))
+        return table.cast(schema), ""
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        return None, f"unreadable ({str(exc).splitlines()[0][:120] if str(exc) else exc!r})"
+
+
+def _valid_rows(
+    table: pa.Table, bad: list[tuple[str, str]]
+) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """Drop row files that are not one row named by its trial_key (parts are taken whole)."""
+    if not table.num_rows or "trial_key" not in table.column_names:
+        return table, bad
+    files = table.column("_file").to_numpy(zero_copy_only=False)
+    keys = table.column("trial_key").to_numpy(zero_copy_only=False)
+    names, counts = np.unique(files, return_counts=True)
+    per_file = dict(zip(names, counts))
+    keep = np.ones(len(files), dtype=bool)
+    dropped: dict[str, str] = {}
+    for i, (path, key) in enumerate(zip(files, keys)):
+        if file_kind(path.rsplit("/", 1)[-1]) != "row":
+            continue
+        if per_file[path] != 1:
+            keep[i], dropped[path] = False, "not one trial row"
+        elif key != _stem(path):
+            keep[i], dropped[path] = False, "trial_key does not match the file name"
+    if dropped:
+        table = table.filter(pa.array(keep))
+        bad = bad + sorted(dropped.items())
+    return table, bad
+
+
+def dedupe(table: pa.Table) -> pa.Table:
+    """One row per trial_key: a finished row over an error row, then the latest finished_at.
+
+    Needs `trial_key`, `status` and `finished_at`; the rows keep their order otherwise.
+    """
+    keys = table.column("trial_key")
+    if len(pc.unique(keys)) == table.num_rows:
+        return table
+    finished = pc.is_in(table.column("status"), pa.array(FINISHED))
+    ranked = pa.table(
+        {
+            "key": keys,
+            "rank": pc.if_else(pc.fill_null(finished, False), 0, 1),
+            "at": pc.fill_null(table.column("finished_at").cast(pa.int64()), -1),
+            "index": pa.array(np.arange(table.num_rows)),
+        }
+    )
+    order = pc.sort_indices(
+        ranked,
+        sort_keys=[("key", "ascending"), ("rank", "ascending"), ("at", "descending")],
+    )
+    ordered = ranked.take(order)
+    sorted_keys = ordered.column("key").to_numpy(zero_copy_only=False)
+    first = np.ones(len(sorted_keys), dtype=bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    winners = np.sort(ordered.column("index").to_numpy()[first])
+    return table.take(pa.array(winners))
+
+
+# -- one sweep --------------------------------------------------------------------------------
+
+
+@dataclass
+class Listing:
+    """The data files under trials/: row files, parts, and names that are neither."""
+
+    rows: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(self.parts + self.rows)
+
+
+@dataclass
+class Compaction:
+    """What one `compact` did."""
+
+    merged_rows: int = 0
+    parts_written: list[str] = field(default_factory=list)
+    files_removed: int = 0
 
 
 class SweepStore:
-    """One sweep's folder: `<results>/<sweep>` (a local path or a URI)."""
+    """One sweep's folder: `<results>/<sweep>` (a local path or a URI with its options)."""
 
-    def __init__(self, sweep_dir: str, filesystem: pafs.FileSystem | None = None) -> None:
-        self.uri = sweep_dir.rstrip("/")
+    def __init__(
+        self,
+        sweep_dir: str,
+        filesystem: pafs.FileSystem | None = None,
+        *,
+        flag: str = "results",
+    ) -> None:
+        self.flag = flag
+        base, query = split_query(sweep_dir)
+        self.uri = f"{base.rstrip('/')}?{query}" if query else base.rstrip("/")
         if filesystem is None:
-            self.fs, self.path = open_fs(self.uri)
+            self.fs, self.path = open_fs(self.uri, flag)
+            self.path = self.path.rstrip("/")
             if "://" not in self.uri:
                 # absolute: Ray Tune runs each trial in a working dir of its own, where a
                 # relative `--results results` would land rows out of sight
@@ -72,10 +320,12 @@ class SweepStore:
         else:  # a path inside a filesystem the caller built (credentials, a subtree, ...)
             self.fs, self.path = filesystem, self.uri
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        # objects appear whole on these: a small file is written in place in one PUT
+        self.atomic_put = type(self.fs).__name__ in ("S3FileSystem", "GcsFileSystem")
 
     @classmethod
-    def of(cls, results: str, sweep: str) -> SweepStore:
-        return cls(join(results.rstrip("/"), sweep))
+    def of(cls, results: str, sweep: str, *, flag: str = "results") -> SweepStore:
+        return cls(join_uri(results.rstrip("/"), sweep), flag=flag)
 
     def __repr__(self) -> str:
         return f"SweepStore({self.uri!r})"
@@ -86,6 +336,11 @@ class SweepStore:
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
+    @property
+    def results_uri(self) -> str:
+        """`<results>`: the folder (or URI, options kept) holding this sweep."""
+        return parent_uri(self.uri)
+
     def trial_path(self, trial_key: str) -> str:
         return join(self.path, TRIALS, trial_key + SUFFIX)
 
@@ -94,30 +349,66 @@ class SweepStore:
         return join(self.path, SPEC)
 
     @property
-    def tune_uri(self) -> str:
-        """Where Ray Tune keeps its experiment state (its `storage_path`)."""
-        if self.local:
-            return join(self.path, "tune")
-        return join(self.uri, "tune")
+    def tune_path(self) -> str:
+        """Ray Tune's `storage_path`, inside `tune_filesystem` (None: a local path)."""
+        return join(self.path, "tune")
+
+    @property
+    def tune_filesystem(self) -> pafs.FileSystem | None:
+        return None if self.local else self.fs
 
     # -- writing ------------------------------------------------------------------------------
 
-    def write_row(self, row: dict[str, Any]) -> str:
-        """Write one trial's row atomically; returns the final path."""
-        return self.write_table(row_table(row))
+    def check_writable(self) -> None:
+        """Create the sweep folder now, so a path that can't hold results fails before Ray."""
+        try:
+            self.fs.create_dir(join(self.path, TRIALS), recursive=True)
+        except (OSError, pa.ArrowException) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreError(
+                f"{self.flag}: cannot create {self.uri!r} ({reason}); expected {URI_HINT} "
+                "this process can write"
+            ) from None
 
-    def write_table(self, table: pa.Table) -> str:
+    def write_row(self, row: dict[str, Any], *, guard: bool = True) -> str | None:
+        """Write one trial's row atomically; the final path, or None if a finished row was
+        there already (kept: `guard=False` replaces it, for tests and repairs only)."""
+        return self.write_table(row_table(row), guard=guard)
+
+    def write_table(self, table: pa.Table, *, guard: bool = True) -> str | None:
         if table.num_rows != 1 or not table.schema.equals(SCHEMA):
             raise ValueError("a trial file holds exactly one row of orchestrator.schema.SCHEMA")
         trial_key = table.column("trial_key")[0].as_py()
+        if guard and self.finished_status(trial_key) is not None:
+            return None
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
         final = self.trial_path(trial_key)
-        staging_dir = join(self.path, STAGING)
-        self.fs.create_dir(staging_dir, recursive=True)
-        self.fs.create_dir(join(self.path, TRIALS), recursive=True)
-        staged = join(staging_dir, f"{trial_key}.{uuid.uuid4().hex}.tmp")
+        self._put(final, buffer.getvalue().to_pybytes())
+        return final
+
+    def write_text(self, relative: str, text: str) -> None:
+        """Write a small text file (spec.yaml) atomically."""
+        self._put(join(self.path, relative), text.encode())
+
+    def save_spec(self, text: str) -> None:
+        self.write_text(SPEC, text)
+
+    def _put(self, final: str, data: bytes) -> None:
+        """`data` at `final`, all or nothing, for readers and for a writer killed midway."""
+        parent = final.rsplit("/", 1)[0]
+        if self.atomic_put and len(data) <= DIRECT_PUT_BYTES:
+            # buffered until close(): killed before it, the upload never completes (invisible)
+            with self.fs.open_output_stream(final) as stream:
+                stream.write(data)
+            return
+        staging = join(self.path, STAGING)
+        self.fs.create_dir(staging, recursive=True)
+        self.fs.create_dir(parent, recursive=True)
+        staged = join(staging, f"{final.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp")
         try:
             with self.fs.open_output_stream(staged) as stream:
-                pq.write_table(table, stream)
+                stream.write(data)
             if self.local:
                 os.replace(staged, final)  # rename(2): readers see the old file or the new one
             else:
@@ -125,23 +416,32 @@ class SweepStore:
         except BaseException:
             _quietly_delete(self.fs, staged)
             raise
-        return final
 
-    def write_text(self, relative: str, text: str) -> None:
-        """Write a small text file (spec.yaml) atomically, through the same staging."""
-        staging_dir = join(self.path, STAGING)
-        self.fs.create_dir(staging_dir, recursive=True)
-        staged = join(staging_dir, f"{relative}.{uuid.uuid4().hex}.tmp")
-        with self.fs.open_output_stream(staged) as stream:
-            stream.write(text.encode())
-        final = join(self.path, relative)
-        if self.local:
-            os.replace(staged, final)
-        else:
-            self.fs.move(staged, final)
+    # -- attempts: a few bytes per attempt instead of a Tune checkpoint -----------------------
 
-    def save_spec(self, text: str) -> None:
-        self.write_text(SPEC, text)
+    def next_attempt(self, run: str, trial_key: str) -> int:
+        """1 on a trial's first start in run `run`, n+1 on its n-th retry (a worker that died
+        counts): a counter file per trial under `.attempts/<run>/`, read then rewritten."""
+        path = join(self.path, ATTEMPTS, run, trial_key)
+        try:
+            with self.fs.open_input_stream(path) as stream:
+                attempt = int(stream.read().decode().strip() or 0) + 1
+        except (OSError, pa.ArrowException, ValueError):
+            attempt = 1
+        self._put(path, str(attempt).encode())
+        return attempt
+
+    def clear_attempts(self, keep: str | None = None) -> None:
+        """Remove the attempt counters of every run but `keep` (only the lease holder calls it)."""
+        folder = join(self.path, ATTEMPTS)
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.Directory and info.base_name != keep:
+                _quietly(lambda p=info.path: self.fs.delete_dir(p))
+
+    def clear_staging(self) -> None:
+        """Remove half-written files of dead writers (only the lease holder, before its run)."""
+        _quietly(lambda: self.fs.delete_dir_contents(join(self.path, STAGING), missing_dir_ok=True))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -154,46 +454,126 @@ class SweepStore:
         with self.fs.open_input_stream(self.spec_path) as stream:
             return stream.read().decode()
 
-    def trial_files(self) -> list[str]:
-        """Every `<trial_key>.parquet` under trials/ (hidden and temporary names excluded)."""
+    def listing(self) -> Listing:
+        """One listing of trials/: row files, parts, other names."""
         selector = pafs.FileSelector(join(self.path, TRIALS), allow_not_found=True)
-        return sorted(
-            info.path
-            for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File and is_row_file(info.base_name)
-        )
+        out = Listing()
+        for info in sorted(self.fs.get_file_info(selector), key=lambda i: i.path):
+            if info.type != pafs.FileType.File:
+                continue
+            kind = file_kind(info.base_name)
+            {"row": out.rows, "part": out.parts, None: out.foreign}[kind].append(info.path)
+        return out
+
+    def trial_files(self) -> list[str]:
+        """Every data file under trials/ (row files and parts; hidden and temp names excluded)."""
+        return self.listing().files
 
     def read_rows(self, columns: list[str] | None = None) -> Rows:
-        """Every readable trial row, in SCHEMA; unreadable or foreign files are skipped."""
-        tables, skipped = [], []
-        wanted = None if columns is None else list(dict.fromkeys(["trial_key", *columns]))
-        for path in self.trial_files():
-            try:
-                table = pq.read_table(path, filesystem=self.fs, columns=wanted)
-            except (pa.ArrowException, OSError) as exc:
-                skipped.append(f"{path}: unreadable ({str(exc).splitlines()[0][:120]})")
-                continue
-            stem = path.rsplit("/", 1)[-1][: -len(SUFFIX)]
-            if table.num_rows != 1 or "trial_key" not in table.column_names:
-                skipped.append(f"{path}: not one trial row")
-                continue
-            if table.column("trial_key")[0].as_py() != stem:
-                skipped.append(f"{path}: trial_key does not match the file name")
-                continue
-            tables.append(table if columns is None else table.select(columns))
-        schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
-        if not tables:
-            return Rows(schema.empty_table(), skipped)
-        return Rows(pa.concat_tables(tables, promote_options="permissive"), skipped)
+        """One row per trial (in SCHEMA, or just `columns`); unreadable files are skipped."""
+        wanted = SCHEMA.names if columns is None else list(columns)
+        internal = list(dict.fromkeys(["trial_key", "status", "finished_at", *wanted]))
+        table, bad = read_files(self.fs, self.listing().files, internal)
+        table = dedupe(table).select(wanted)
+        if columns is None:
+            table = table.cast(SCHEMA)
+        return Rows(table, [f"{path}: {why}" for path, why in bad])
 
     def statuses(self) -> dict[str, str]:
         """trial_key -> status of every readable row."""
         table = self.read_rows(columns=["trial_key", "status"]).table
         return dict(zip(table.column("trial_key").to_pylist(), table.column("status").to_pylist()))
 
+    def finished_status(self, trial_key: str) -> str | None:
+        """The status of the trial's row file if it is finished (ok/diverged), else None.
+
+        Looks at the row file only: a trial whose row sits in a part is never run again (the
+        plan skips it, and compaction never takes a trial Tune may still retry)."""
+        path = self.trial_path(trial_key)
+        try:
+            with self.fs.open_input_file(path) as handle:
+                table = pq.ParquetFile(handle).read(columns=["trial_key", "status"])
+        except (OSError, pa.ArrowException):
+            return None  # absent, or not a readable row: nothing final to protect
+        if table.num_rows != 1 or table.column("trial_key")[0].as_py() != trial_key:
+            return None
+        status = table.column("status")[0].as_py()
+        return status if status in FINISHED else None
+
+    # -- compaction (the lease holder only) ---------------------------------------------------
+
+    def compact(self, protect: Iterable[str] = (), *, min_rows: int | None = None) -> Compaction:
+        """Merge finished row files (but those of `protect`: trials Tune may still retry) into
+        parts, once there are `min_rows` (default COMPACT_MIN_ROWS) of them; merge small parts
+        when MERGE_SMALL_PARTS pile up. New parts appear (atomically) before inputs go."""
+        min_rows = COMPACT_MIN_ROWS if min_rows is None else min_rows
+        protected = set(protect)
+        listing = self.listing()
+        index, _ = read_files(self.fs, listing.files, ["trial_key", "status"])
+        in_parts, loose = set(), []
+        for key, status, path in zip(*(index.column(c).to_pylist() for c in index.column_names)):
+            if file_kind(path.rsplit("/", 1)[-1]) == "part":
+                in_parts.add(key)
+            elif status in FINISHED and key not in protected:
+                loose.append((key, path))
+        # a crash after a part was written left its row files behind: they are copies
+        leftovers = [path for key, path in loose if key in in_parts]
+        loose = [path for key, path in loose if key not in in_parts]
+        done = Compaction()
+        small = [p for p in listing.parts if _part_rows(p) < PART_ROWS]
+        new_part = 1 if len(loose) >= min_rows else 0  # the part this call would write
+        take_parts = small if len(small) + new_part >= MERGE_SMALL_PARTS else []
+        if len(loose) >= min_rows or take_parts:
+            inputs = loose + take_parts
+            table, bad = read_files(self.fs, inputs, SCHEMA.names)
+            unreadable = {path for path, _ in bad}
+            table = dedupe(table.drop(["_file"]))
+            table = table.take(pc.sort_indices(table, sort_keys=[("trial_key", "ascending")]))
+            for start in range(0, table.num_rows, PART_ROWS):
+                done.parts_written.append(self._write_part(table.slice(start, PART_ROWS)))
+            done.merged_rows = table.num_rows
+            leftovers += [p for p in inputs if p not in unreadable]
+        for path in leftovers:
+            _quietly_delete(self.fs, path)
+        done.files_removed = len(leftovers)
+        return done
+
+    def _write_part(self, table: pa.Table) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"{PART_PREFIX}{table.num_rows:06d}-{stamp}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table.cast(SCHEMA), buffer, row_group_size=ROW_GROUP_ROWS)
+        final = join(self.path, TRIALS, name)
+        data = buffer.getvalue().to_pybytes()
+        if self.atomic_put:  # a big part could be cut short mid-upload: always staged
+            staged = join(self.path, STAGING, f"{name}.{uuid.uuid4().hex}.tmp")
+            self.fs.create_dir(join(self.path, STAGING), recursive=True)
+            try:
+                with self.fs.open_output_stream(staged) as stream:
+                    stream.write(data)
+                self.fs.move(staged, final)
+            except BaseException:
+                _quietly_delete(self.fs, staged)
+                raise
+        else:
+            self._put(final, data)
+        return final
+
+
+def _part_rows(path: str) -> int:
+    """The row count a part's name carries: `part-<rows>-...`."""
+    try:
+        return int(path.rsplit("/", 1)[-1][len(PART_PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return PART_ROWS  # a foreign part name: never merged again
+
 
 def _quietly_delete(fs: pafs.FileSystem, path: str) -> None:
+    _quietly(lambda: fs.delete_file(path))
+
+
+def _quietly(action: Any) -> None:
     try:
-        fs.delete_file(path)
+        action()
     except (OSError, pa.ArrowException):
         pass

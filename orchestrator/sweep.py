@@ -9,26 +9,33 @@ many trials without re-importing torch, `FailureConfig(max_failures=retries)`, a
 The grid searched is the list of *pending* trial configs (trials without a finished row), not
 the spec's axes: a rerun or `resume` then runs exactly the trials that are missing or errored,
 keyed by our own `trial_key`, and never touches a finished row.
+
+Safety under concurrency (orchestrator.lease): a run holds the sweep's lease from planning to
+its summary, so a second `run`/`resume` of the same sweep is refused (exit 2, naming the live
+run). Below that, a worker looks before it runs and before it writes: a trial whose row file is
+already finished (an earlier attempt wrote it, then died before its report) is not run again and
+its row is never replaced. Attempts are counted in a few bytes per trial in the store
+(`SweepStore.next_attempt`), not in a Tune checkpoint. While trials finish, the driver merges
+their row files into part files (`SweepStore.compact`), never those of trials Tune may retry.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
+import shlex
 import socket
-import tempfile
+import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.sink import SweepStore
+from orchestrator.lease import SweepLease
+from orchestrator.sink import FINISHED, SweepStore
 from orchestrator.spec import SweepSpec
 from workloads.errors import UserError
 
-FINISHED = ("ok", "diverged")  # a row with one of these is never rerun
 Say = Callable[[str], None]
 
 
@@ -48,7 +55,13 @@ def attack_trainable(params: dict[str, Any]) -> None:
     from workloads.trial import run_trial
 
     config = TrialConfig.from_dict(params["trial"])
-    attempt = _next_attempt()
+    store = SweepStore(params["store"])
+    attempt = store.next_attempt(params["run"], config.trial_key)
+    tune.report({"attempt": attempt, "pid": os.getpid(), "node_id": _node_id()})  # started
+    kept = store.finished_status(config.trial_key)
+    if kept is not None:  # an earlier attempt wrote its row, then died before its report
+        tune.report({"trial_status": kept, "attempt": attempt, "kept": True})
+        return
     device = _device()
     # cap this worker's CUDA allocator at the trial's GPU share (Ray's fractional `gpu`)
     share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
@@ -64,8 +77,10 @@ def attack_trainable(params: dict[str, Any]) -> None:
         node_id=_node_id(),
         attempt=attempt,
     )
-    SweepStore(params["store"]).write_row(row)
-    tune.report({"trial_status": result.status, "psnr_mean": result.psnr_mean, "attempt": attempt})
+    status = result.status
+    if store.write_row(row) is None:  # a finished row appeared meanwhile: it stays
+        status = store.finished_status(config.trial_key) or status
+    tune.report({"trial_status": status, "psnr_mean": result.psnr_mean, "attempt": attempt})
 
 
 def _node_id() -> str:
@@ -97,23 +112,6 @@ def _device() -> str:
         _SAID.add(reason)
         print(f"[dlgsweep] running attacks on CPU: {reason}", flush=True)
     return "cpu"
-
-
-def _next_attempt() -> int:
-    """1 on the first run of a trial, n+1 on its n-th retry (counted in a Tune checkpoint)."""
-    from ray import tune
-
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint
-    attempt = 1
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            attempt = json.loads((Path(folder) / "attempt.json").read_text())["attempt"] + 1
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "attempt.json").write_text(json.dumps({"attempt": attempt}))
-        started = {"attempt": attempt, "pid": os.getpid(), "node_id": _node_id()}
-        tune.report(started, checkpoint=tune.Checkpoint.from_directory(folder))
-    return attempt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,8 +190,53 @@ class SweepProgress:
         self.retries += 1
 
 
-def _tune_callback(progress: SweepProgress) -> Any:
+class _Compactor:
+    """Merges finished row files into parts while the sweep runs, in a driver thread, every
+    `min_rows` finished trials; never the rows of trials Tune may still retry (`live`)."""
+
+    def __init__(self, store: SweepStore, live: set[str], say: Say, min_rows: int) -> None:
+        self.store, self.live, self.say, self.min_rows = store, set(live), say, min_rows
+        self.since = 0
+        self.thread: threading.Thread | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks: no thread, no say
+        return {**self.__dict__, "thread": None, "say": None}
+
+    def trial_done(self, trial_key: str) -> None:
+        self.live.discard(trial_key)
+        self.since += 1
+
+    def maybe(self) -> None:
+        if self.since < self.min_rows or (self.thread is not None and self.thread.is_alive()):
+            return
+        self.since = 0
+        protect = frozenset(self.live)
+        self.thread = threading.Thread(target=self.run, args=(protect,), daemon=True)
+        self.thread.start()
+
+    def run(self, protect: frozenset[str] = frozenset()) -> None:
+        try:
+            done = self.store.compact(protect, min_rows=self.min_rows)
+        except Exception as exc:  # noqa: BLE001 - compaction is an optimisation, never fatal
+            (self.say or print)(f"[dlgsweep] compaction skipped: {type(exc).__name__}: {exc}")
+            return
+        if done.parts_written:
+            (self.say or print)(
+                f"[dlgsweep] compacted {done.merged_rows} rows into "
+                f"{len(done.parts_written)} part file(s)"
+            )
+
+    def finish(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+
+def _tune_callback(progress: SweepProgress, compactor: _Compactor | None = None) -> Any:
     from ray import tune
+
+    def done(trial: Any) -> None:
+        if compactor is not None:
+            compactor.trial_done(_trial_name(trial))
 
     class _TuneProgress(tune.Callback):
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
@@ -204,15 +247,19 @@ def _tune_callback(progress: SweepProgress) -> Any:
 
         def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
             progress.finished_trial(trial.trial_id, errored=False)
+            done(trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
             progress.finished_trial(trial.trial_id, errored=True)
+            done(trial)
 
         def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
             progress.retried(trial.trial_id)
 
         def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
             progress.show()
+            if compactor is not None:
+                compactor.maybe()
 
     return _TuneProgress()
 
@@ -287,12 +334,46 @@ def connect(address: str | None, num_cpus: int | None, num_gpus: int | None) -> 
             raise UserError(
                 "--num-cpus/--num-gpus: for a local cluster only; drop them with --address"
             )
-        ray.init(address=address, **common)
+        check_reachable(address)
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as exc:
+            raise UserError(f"--address {address}: {str(exc).splitlines()[0]}") from None
         return True, f"Ray cluster at {address}"
     cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private cluster of this process
     ray.init(num_cpus=cpus, num_gpus=num_gpus, include_dashboard=False, **common)
     return True, "local Ray"
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast (UserError naming --address) when nothing listens where `address` points;
+    `ray.init` would wait minutes. 'auto' means $RAY_ADDRESS, else the address Ray's
+    `ray start` left in <RAY_TMPDIR or /tmp>/ray/ray_current_cluster (none: Ray says so)."""
+    target = os.environ.get("RAY_ADDRESS") or address
+    if target == "auto":
+        temp = os.environ.get("RAY_TMPDIR") or (
+            os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None
+        )
+        current = os.path.join(temp or "/tmp", "ray", "ray_current_cluster")
+        try:
+            with open(current) as handle:
+                target = handle.read().strip()
+        except OSError:
+            return  # no cluster file: ray.init('auto') fails at once with its own words
+    hostport = target.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # not HOST:PORT: Ray judges it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"--address {address}: nothing answers at {host}:{port} ({reason}); expected "
+            "'auto' (the Ray started with `ray start` on this machine), HOST:PORT of a running "
+            "cluster's head (`ray start --head` prints it), or no --address for a local Ray"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,31 +406,57 @@ def run_sweep(
     save_spec: bool = True,
     callbacks: list | None = None,
     say: Say = print,
+    flag: str = "--results",
+    compact_min_rows: int | None = None,
 ) -> SweepOutcome:
     """Run every trial of `spec` that has no finished row under `<results>/<spec.name>`.
 
     `address`: a running cluster ('auto', HOST:PORT; default $RAY_ADDRESS), else a local Ray
     with `num_cpus`/`num_gpus`; an already connected Ray (`ray.init` by the caller) is used as
-    is. `callbacks`: extra `ray.tune.Callback`s. Returns the counts after the run.
+    is. `callbacks`: extra `ray.tune.Callback`s. `flag`: how errors name `results`.
+    `compact_min_rows`: finished rows per compaction (default sink.COMPACT_MIN_ROWS, or
+    $DLGSWEEP_COMPACT_MIN_ROWS). Holds the sweep's lease throughout (SweepBusy, exit 2, if
+    another run holds it). Returns the counts after the run.
     """
-    store = SweepStore.of(results, spec.name)
+    store = SweepStore.of(results, spec.name, flag=flag)
+    store.check_writable()
+    if compact_min_rows is None and os.environ.get("DLGSWEEP_COMPACT_MIN_ROWS"):
+        compact_min_rows = int(os.environ["DLGSWEEP_COMPACT_MIN_ROWS"])
+    command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) or "run_sweep"
     trials = spec.trials()
-    statuses = store.statuses()
-    pending = [t for t in trials if statuses.get(t.trial_key) not in FINISHED]
-    skipped = len(trials) - len(pending)
-    if save_spec:
-        store.save_spec(spec.to_yaml())
-    say(
-        f"[dlgsweep] sweep {spec.name}: {len(trials)} trials, {skipped} already finished in "
-        f"{store.uri}, {len(pending)} to run"
-    )
-    if pending:
-        _run_pending(
-            spec, store, pending, len(trials), skipped,
-            address=address, num_cpus=num_cpus, num_gpus=num_gpus,
-            max_concurrent=max_concurrent, require_gpu=require_gpu, callbacks=callbacks, say=say,
-        )  # fmt: skip
-    after = store.statuses()
+    try:
+        with SweepLease(store, command, warn=say) as lease:
+            store.clear_staging()  # files of writers that died; no writer lives but ours
+            store.clear_attempts(keep=lease.run)
+            statuses = store.statuses()
+            pending = [t for t in trials if statuses.get(t.trial_key) not in FINISHED]
+            skipped = len(trials) - len(pending)
+            if save_spec:
+                store.save_spec(spec.to_yaml())
+            say(
+                f"[dlgsweep] sweep {spec.name}: {len(trials)} trials, {skipped} already "
+                f"finished in {store.uri}, {len(pending)} to run"
+            )
+            compactor = _Compactor(
+                store, {t.trial_key for t in pending}, say, compact_min_rows or _min_rows()
+            )
+            compactor.run(frozenset(compactor.live))  # earlier runs' rows, if enough
+            if pending:
+                _run_pending(
+                    spec, store, pending, len(trials), skipped, lease.run, compactor,
+                    address=address, num_cpus=num_cpus, num_gpus=num_gpus,
+                    max_concurrent=max_concurrent, require_gpu=require_gpu,
+                    callbacks=callbacks, say=say,
+                )  # fmt: skip
+                compactor.finish()
+                compactor.run()
+            after = store.statuses()
+    except KeyboardInterrupt:
+        say(
+            "[dlgsweep] interrupted: finished rows are kept, no half-written row counts; "
+            f"finish the sweep with: dlgsweep resume {shlex.quote(store.uri)}"
+        )
+        raise
     keys = [t.trial_key for t in trials]
     counts = Counter(after[k] for k in keys if k in after)
     outcome = SweepOutcome(
@@ -362,8 +469,17 @@ def run_sweep(
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
     say(f"[dlgsweep] sweep {spec.name}: {summary}, {outcome.missing} missing -> {store.uri}")
     if outcome.exit_code:
-        say(f"[dlgsweep] rerun the failed and missing trials with: dlgsweep resume {store.uri}")
+        say(
+            "[dlgsweep] rerun the failed and missing trials with: "
+            f"dlgsweep resume {shlex.quote(store.uri)}"
+        )
     return outcome
+
+
+def _min_rows() -> int:
+    from orchestrator import sink
+
+    return sink.COMPACT_MIN_ROWS
 
 
 def _run_pending(
@@ -372,6 +488,8 @@ def _run_pending(
     pending: list,
     total: int,
     skipped: int,
+    run: str,
+    compactor: _Compactor,
     *,
     address: str | None,
     num_cpus: int | None,
@@ -385,6 +503,9 @@ def _run_pending(
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, ours only
+    # Ctrl-C raises KeyboardInterrupt here (Tune's own handler would print its Tuner.restore
+    # advice); run_sweep answers with `dlgsweep resume`, the CLI exits 130
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     we_started, where = connect(address, num_cpus, num_gpus)
     try:
         cluster = ray_cluster_view(where)
@@ -398,6 +519,7 @@ def _run_pending(
             "trial": tune.grid_search([t.to_dict() for t in pending]),
             "sweep": spec.name,
             "store": store.uri,
+            "run": run,
             "retries": spec.retries,
         }
         tuner = tune.Tuner(
@@ -410,10 +532,11 @@ def _run_pending(
                 trial_dirname_creator=_trial_name,
             ),
             run_config=tune.RunConfig(
-                name=time.strftime("run-%Y%m%d-%H%M%S-") + str(os.getpid()),
-                storage_path=store.tune_uri,
+                name=f"run-{run}",
+                storage_path=store.tune_path,
+                storage_filesystem=store.tune_filesystem,
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
-                callbacks=[_tune_callback(progress), *(callbacks or [])],
+                callbacks=[_tune_callback(progress, compactor), *(callbacks or [])],
                 verbose=0,
             ),
         )
@@ -456,18 +579,17 @@ def _record_failures(grid: Any, spec: SweepSpec, store: SweepStore, say: Say) ->
     from workloads.config import TrialConfig
     from workloads.result import TrialResult
 
-    statuses = store.statuses()
     for result in grid:
         if result.error is None:
             continue
         config = TrialConfig.from_dict(result.config["trial"])
-        if statuses.get(config.trial_key) in FINISHED:
-            continue  # the row made it before the failure: keep it
         message = error_text(result.error)
-        say(f"[dlgsweep] trial {config.trial_key} failed after {spec.retries} retries: {message}")
         now = time.time()
         failed = TrialResult(status="error", error=message, started_at=now, finished_at=now)
-        store.write_row(make_row(config, failed, sweep=spec.name, attempt=spec.retries + 1))
+        row = make_row(config, failed, sweep=spec.name, attempt=spec.retries + 1)
+        if store.write_row(row) is None:
+            continue  # the row made it before the failure: kept (write_row looks first)
+        say(f"[dlgsweep] trial {config.trial_key} failed after {spec.retries} retries: {message}")
 
 
 def error_text(error: BaseException) -> str:

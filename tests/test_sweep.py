@@ -54,7 +54,7 @@ def test_run_skips_finished_and_reruns_errored_and_missing(tiny_spec, results, c
     # one trial errored, one never finished: exactly those two rerun
     trials = spec.trials()
     failed = make_row(trials[0], TrialResult(status="error", error="boom"), sweep="cli")
-    store.write_row(failed)
+    store.write_row(failed, guard=False)  # as if it had failed: finished rows are guarded
     (sweep_dir / "trials" / f"{trials[1].trial_key}.parquet").unlink()
     untouched = {k: v for k, v in file_states(sweep_dir).items() if k.startswith(
         (trials[2].trial_key, trials[3].trial_key))}  # fmt: skip

@@ -2,6 +2,7 @@
 
 The trials come from the saved `spec.yaml`; finished rows (`ok`, `diverged`) are left as they
 are, byte for byte. Tune's own experiment state is not needed: rows are keyed by `trial_key`.
+A sweep another live run holds is refused (exit 2, naming that run); see orchestrator.lease.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def saved_spec(store: SweepStore) -> SweepSpec:
 def main(args: argparse.Namespace) -> int:
     from orchestrator.sweep import run_sweep
 
-    store = SweepStore(args.sweep_dir)
+    store = SweepStore(args.sweep_dir, flag="DIR")
     spec = saved_spec(store)
-    results = store.uri.rsplit("/", 1)[0] if "/" in store.uri else "."
-    return run_sweep(spec, results, save_spec=False, **cluster_kwargs(args)).exit_code
+    results = store.results_uri
+    return run_sweep(spec, results, save_spec=False, flag="DIR", **cluster_kwargs(args)).exit_code

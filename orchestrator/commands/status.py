@@ -1,13 +1,15 @@
 """`dlgsweep status <results>/<sweep> [--json]`: finished / failed / missing, errors grouped.
 
-Counts are over the trials of the saved spec.yaml; files that cannot be read as one trial row
-(half-written, corrupt, foreign) are never counted, only listed.
+Counts are over the trials of the saved spec.yaml; files that cannot be read as trial rows
+(half-written, corrupt, foreign) are never counted, only listed. Reads four columns (trial_key,
+status, error and finished_at, which picks one row per trial) of the sweep's row and part files.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -77,12 +79,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    store = SweepStore(args.sweep_dir)
+    from orchestrator.lease import describe_live
+
+    store = SweepStore(args.sweep_dir, flag="DIR")
     status = sweep_status(store)
     if args.json:
         print(json.dumps(status.as_json()))
         return 0
     print(f"sweep {store.name} at {store.uri}: {status.total} trials")
+    live = describe_live(store)
+    if live:
+        print(f"  ({live})")
     if not status.spec_found:
         print("  (no spec.yaml: counting the rows present; nothing can be called missing)")
     for name in STATUS_ORDER:
@@ -99,5 +106,5 @@ def main(args: argparse.Namespace) -> int:
         for line in status.skipped[:10]:
             print(f"  {line}")
     if status.missing or status.errors:
-        print(f"finish with: dlgsweep resume {store.uri}")
+        print(f"finish with: dlgsweep resume {shlex.quote(store.uri)}")
     return 0
