@@ -45,12 +45,18 @@ from orchestrator.schema import CONFIG_COLUMNS
 _VIEW_IDS = itertools.count()
 TRIAL_OPACITY = 0.5
 BAND_OPACITY = 0.2  # interval bands: the lines must show through
-MAX_TRIAL_CURVE_ROWS = 40_000  # per view: beyond this, curves of the first seeds only (said so)
+MAX_TRIAL_CURVE_ROWS = 8_000  # per view: beyond this, curves of the first seeds only (said so)
 # Axes that may be pooled: every config field but the seed (the interval is over seeds), and
 # the sweep when several sweeps share a frame.
 AXES = [name for name, _ in CONFIG_COLUMNS if name != "seed"]
 # levels a filter's first view prefers when two combinations hold as many trials
 PREFERRED = {"none", "eval", "idlg", "false", "0.0", "1.0", "unaware"}
+
+
+if alt.data_transformers.active == "default":
+    # every trial is drawn under the means: a paper sweep's chart holds thousands of rows, past
+    # the 5,000 that Altair's default transformer allows (only that limit is lifted)
+    alt.data_transformers.disable_max_rows()
 
 
 class ChartSkipped(Exception):
@@ -62,14 +68,15 @@ class Metric:
     column: str
     title: str
     log: bool = False  # geometric mean, interval on log10 values, log y axis
-    bounds: tuple[float, float] | None = None  # the interval is clipped to this range
+    bounds: tuple[float | None, float | None] | None = None  # the interval is clipped to it
 
 
-PSNR = Metric("psnr_mean", "PSNR (dB)")
+# PSNR of a reconstruction clamped to [0, 1] against an image in [0, 1] is >= 0 (MSE <= 1)
+PSNR = Metric("psnr_mean", "PSNR (dB)", bounds=(0.0, None))
 LABEL_ACCURACY = Metric("label_accuracy", "label accuracy", bounds=(0.0, 1.0))
 ZERO_SHARE = Metric("grad_zero_fraction", "share of exactly-zero gradient entries", bounds=(0, 1))
 GRAD_LOSS = Metric("grad_loss", "gradient loss", log=True)
-CURVE_PSNR = Metric("psnr", "PSNR (dB)")
+CURVE_PSNR = Metric("psnr", "PSNR (dB)", bounds=(0.0, None))
 
 
 @dataclass(frozen=True)
@@ -318,7 +325,7 @@ def _data(view: View, rows: pl.DataFrame, groups: list[str], filters: list[str])
         if part.is_empty():
             continue
         by = [g for g in groups if g != "metric"]
-        means = summarize(part, by, value, log=metric.log, bounds=metric.bounds)
+        means = summarize(part, by, value, log=metric.log, bounds=metric.bounds).drop("sd")
         extra = [c for c in view.tooltip_means if c in part.columns]
         if view.x_group:
             extra = [view.x, *[c for c in extra if c != view.x]]
@@ -895,6 +902,17 @@ CHARTS: dict[str, ChartSpec] = {
         ChartSpec("pruning_aware", "Pruning vs an aware attacker", pruning_aware),
     )
 }
+
+
+def compact(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with null fields left out of its datasets' rows (a missing field reads as null
+    in every test these charts make): a third smaller pages for large sweeps."""
+    datasets = spec.get("datasets", {})
+    spec["datasets"] = {
+        name: [{k: v for k, v in row.items() if v is not None} for row in rows]
+        for name, rows in datasets.items()
+    }
+    return spec
 
 
 def build(name: str, frame: pl.DataFrame) -> alt.TopLevelMixin:

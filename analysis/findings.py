@@ -72,6 +72,8 @@ CONFIG_FIELDS = [name for name, _ in CONFIG_COLUMNS]
 # columns derived from config fields, used as comparison fields and as pairing keys
 DERIVED = ("family", "distribution", "network", "strength")
 VALUE = "psnr_mean"
+SOURCES = {"family": ("init_method",), "distribution": ("init_method",), "network": ("model",),
+           "strength": ("prune", "prune_ratio")}  # fmt: skip
 
 
 # -- rows ------------------------------------------------------------------------------------
@@ -135,9 +137,10 @@ class Where:
 
     column: str
     levels: tuple[Any, ...]
+    label: str = ""  # how the evidence says it
 
     def text(self) -> str:
-        return f"{self.column} = {' or '.join(str(v) for v in self.levels)}"
+        return self.label or f"{self.column} = {' or '.join(str(v) for v in self.levels)}"
 
 
 def condition(rows: pl.DataFrame, where: Sequence[Where]) -> pl.Expr:
@@ -206,22 +209,29 @@ class Assessment:
     strata: tuple[Stratum, ...]
     pooled: tuple[str, ...]  # "batch_size (1, 2)"
     units: int  # matched pairs (or per-group slopes, spreads, ...)
+    what: str = "matched pairs"
 
 
 Decide = Callable[[Estimate], tuple[str, float]]
 
 
-def assess(units: pl.DataFrame, strata: Sequence[str], decide: Decide) -> Assessment:
+def assess(
+    units: pl.DataFrame, strata: Sequence[str], decide: Decide, what: str = "matched pairs"
+) -> Assessment:
     """Per stratum: mean effect per seed, t-interval over seeds. Overall: per seed, the mean of
     its strata, t-interval over seeds. Axes varying among the units (other than seed and the
     strata) are pooled: matched within each unit, averaged over, named."""
     if units.is_empty() or "seed" not in units.columns:
         return Assessment(Estimate.of([]), (), (), 0)
     strata = [s for s in strata if s in units.columns]
+    varying = [
+        c for c in units.columns
+        if c not in ("seed", "effect", *strata) and units[c].n_unique() > 1
+    ]  # fmt: skip
     pooled = tuple(
         f"{c} ({_levels_text(units[c].unique().to_list())})"
-        for c in units.columns
-        if c not in ("seed", "effect", *strata) and units[c].n_unique() > 1
+        for c in varying
+        if not (c in SOURCES and set(SOURCES[c]) & set(varying))  # family when init_method is
     )
     cells = units.group_by([*strata, "seed"]).agg(pl.col("effect").mean())
     overall = Estimate.of(cells.group_by("seed").agg(pl.col("effect").mean())["effect"].to_list())
@@ -233,7 +243,7 @@ def assess(units: pl.DataFrame, strata: Sequence[str], decide: Decide) -> Assess
             label = ", ".join(f"{s}={k}" for s, k in zip(strata, key))
             estimate = Estimate.of(part["effect"].to_list())
             found.append(Stratum(label, estimate, decide(estimate)[0]))
-    return Assessment(overall, tuple(found), pooled, units.height)
+    return Assessment(overall, tuple(found), pooled, units.height, what)
 
 
 # -- findings --------------------------------------------------------------------------------
@@ -303,7 +313,7 @@ def _evidence(
     est = result.overall
     if est.n == 0:
         return "; ".join(["no matched trials", *notes])
-    parts = [f"{test}: {est.text(unit)} over {est.n} seeds ({result.units} matched units)"]
+    parts = [f"{test}: {est.text(unit)} over {est.n} seeds ({result.units} {result.what})"]
     if not math.isnan(est.detectable):
         parts.append(f"smallest detectable effect {est.detectable:.1f} {unit} (80% power)")
     if needed is not None:
@@ -388,17 +398,18 @@ class Comparison:
         units, notes = self.units(rows, value)
         where = "; ".join(w.text() for w in self.where)
         if units.is_empty():
-            why = "no matched pairs" + (f" at {where}" if where else "")
+            why = "no matched pairs" + (f" in rows: {where}" if where else "")
             return _not_enough(self.key, self.claim, self.test(), why, notes)
         result = assess(units, self.strata, self.decide())
-        extra = f"at {where}" if where else ""
+        extra = f"rows: {where}" if where else ""
         return _finding(
             self.key, self.claim, self.test(), result, self.decide(), notes, extra=extra
         )
 
 
-UNPRUNED = Where("prune", ("none",))
-STRENGTH_0_OR_20 = Where("strength", (0.0, 0.2))
+# nothing pruned: prune none, or prune small with prune_ratio 0 (the pruning-aware grid's start)
+UNPRUNED = Where("strength", (0.0,), "no pruning")
+STRENGTH_0_OR_20 = Where("strength", (0.0, 0.2), "pruned share 0 or 0.2")
 
 RELU_VS_SIGMOID = Comparison(
     "relu_vs_sigmoid", "ReLU leaks less than Sigmoid (lower PSNR with ReLU)",
@@ -466,7 +477,7 @@ ORDER_STEPS = (
 def init_activation_order(rows: pl.DataFrame, value: str = VALUE) -> Finding:
     key = "order"
     claim = "Worst to best PSNR: Xavier-ReLU < Kaiming-ReLU < Kaiming-Sigmoid < Xavier-Sigmoid"
-    test = "each step > 0 dB, per network x batch size at prune none"
+    test = "each step > 0 dB, per network x batch size, without pruning"
     unpruned, notes = select(rows, [UNPRUNED])
     cells = (
         unpruned.filter(pl.col("family").is_in(["xavier", "kaiming"])).with_columns(
@@ -510,7 +521,7 @@ def init_activation_order(rows: pl.DataFrame, value: str = VALUE) -> Finding:
     )
     against = [x for x in strata_all if x.verdict == CONTRADICTED]
     evidence = (
-        f"at prune none, observed order of means: {observed}. Steps (over seeds): {step_text}"
+        f"without pruning, observed order of means: {observed}. Steps (over seeds): {step_text}"
         + (f"; averaged over (matched): {'; '.join(pooled)}" if pooled else "")
         + (
             "; contradicted at " + "; ".join(f"{x.label} {x.estimate.text()}" for x in against)
@@ -561,11 +572,11 @@ def batch_size_trend(rows: pl.DataFrame, value: str = VALUE) -> Finding:
     test = "slope of PSNR on log2(batch size) < 0 dB per doubling"
     picked, notes = select(rows, [UNPRUNED])
     if "batch_size" not in picked.columns or picked["batch_size"].n_unique() < 2:
-        return _not_enough(key, claim, test, "batch size does not vary at prune none", notes)
+        return _not_enough(key, claim, test, "batch size does not vary without pruning", notes)
     units = _slopes(picked, "batch_size", value, _keys(picked, ("batch_size",)))
     decide: Decide = lambda e: decide_sign(e, -1)  # noqa: E731
-    result = assess(units, ("network",), decide)
-    return _finding(key, claim, test, result, decide, notes, "dB/doubling", "at prune none")
+    result = assess(units, ("network",), decide, "per-group slopes")
+    return _finding(key, claim, test, result, decide, notes, "dB/doubling", "without pruning")
 
 
 def batch_differences_shrink(rows: pl.DataFrame, value: str = VALUE) -> Finding:
@@ -575,7 +586,7 @@ def batch_differences_shrink(rows: pl.DataFrame, value: str = VALUE) -> Finding:
     picked, notes = select(rows, [UNPRUNED])
     cell_fields = ("init_method", "family", "distribution", "activation")
     if "batch_size" not in picked.columns or picked["batch_size"].n_unique() < 2:
-        return _not_enough(key, claim, test, "batch size does not vary at prune none", notes)
+        return _not_enough(key, claim, test, "batch size does not vary without pruning", notes)
     keys = _keys(picked, (*cell_fields, "batch_size"))
     cells = picked.with_columns((pl.col("init_method") + "/" + pl.col("activation")).alias("_cell"))
     spread = (
@@ -598,11 +609,11 @@ def batch_differences_shrink(rows: pl.DataFrame, value: str = VALUE) -> Finding:
     if units.is_empty():
         return _not_enough(key, claim, test, "need >= 2 init x activation cells at 2 batch sizes")
     decide: Decide = lambda e: decide_sign(e, +1)  # noqa: E731
-    result = assess(units, ("network",), decide)
+    result = assess(units, ("network",), decide, "per-group spreads")
     sizes = sorted(picked["batch_size"].unique().to_list())
     return _finding(
         key, claim, test, result, decide, notes,
-        extra=f"at prune none, B {sizes[0]} vs {sizes[-1]}",
+        extra=f"without pruning, B {sizes[0]} vs {sizes[-1]}",
     )  # fmt: skip
 
 

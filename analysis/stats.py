@@ -53,7 +53,7 @@ def summarize(
     value: str = "psnr_mean",
     *,
     log: bool = False,
-    bounds: tuple[float, float] | None = None,
+    bounds: tuple[float | None, float | None] | None = None,
 ) -> pl.DataFrame:
     """One row per group: `by...`, mean, ci_low, ci_high, sd, n (nulls in `value` dropped).
 
@@ -83,7 +83,7 @@ def summarize(
         grouped = grouped.with_columns(
             (10 ** pl.col(c)).alias(c) for c in ("mean", "ci_low", "ci_high")
         ).with_columns(pl.lit(None, pl.Float64).alias("sd"))
-    if bounds is not None:
+    if bounds is not None:  # None: unbounded on that side
         grouped = grouped.with_columns(
             pl.col(c).clip(bounds[0], bounds[1]) for c in ("ci_low", "ci_high")
         )

@@ -268,7 +268,8 @@ def test_chart_without_its_axis_is_skipped(rich: pl.DataFrame) -> None:
 
 
 def expected(rows: pl.DataFrame, by: list[str], value: str, log: bool = False) -> dict:
-    """key -> (mean, low, high, n): the t-interval, computed without analysis.stats."""
+    """key -> (mean, low, high, n): the t-interval, computed without analysis.stats; a PSNR
+    interval stops at 0 dB (clamped images: MSE <= 1)."""
     rows = rows.filter(pl.col(value).is_not_null() & pl.col(value).is_finite())
     if log:
         rows = rows.filter(pl.col(value) > 0).with_columns(pl.col(value).log10())
@@ -285,6 +286,8 @@ def expected(rows: pl.DataFrame, by: list[str], value: str, log: bool = False) -
             low = high = None
         if log:
             mean, low, high = (None if v is None else 10**v for v in (mean, low, high))
+        if "psnr" in value and low is not None:
+            low, high = max(low, 0.0), max(high, 0.0)
         out[tuple(str(k).lower() if k is not None else "unknown" for k in key)] = (
             mean,
             low,

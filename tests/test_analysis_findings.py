@@ -76,7 +76,7 @@ def test_pooling_over_pruning_does_not_flip_the_order() -> None:
     assert xs["psnr_mean"][0] < ks["psnr_mean"][0]  # the pooled order is the wrong one
     order = by_key(frame)["order"]
     assert order.verdict == SUPPORTED, order.evidence
-    assert "at prune none" in order.evidence
+    assert "without pruning" in order.evidence
 
 
 def test_constructed_contradictions() -> None:
@@ -122,7 +122,7 @@ def test_supported_when_the_data_carry_the_claims() -> None:
     assert {s.label for s in relu.strata} == {
         f"network={n}, family={f}" for n in ("mcmahan", "resnet18") for f in ("kaiming", "xavier")
     }
-    assert "batch_size (1, 4, 16)" in relu.evidence and "at prune = none" in relu.evidence
+    assert "batch_size (1, 4, 16)" in relu.evidence and "rows: no pruning" in relu.evidence
 
 
 def test_equivalence_contradicted_by_a_big_difference() -> None:
@@ -263,6 +263,11 @@ def test_pruning_defends_only_the_unaware() -> None:
     items = by_key(aware_frame(aware_drop=0.1))
     assert items["pruning_defends"].verdict == SUPPORTED  # the deck's attacker: -20 dB
     assert items["pruning_aware"].verdict == CONTRADICTED  # the aware one loses 0.1 dB
+    # prune small at prune_ratio 0 prunes nothing: those rows are the unpruned baseline of
+    # every claim made "without pruning"
+    assert (
+        items["relu_vs_sigmoid"].n == 4 and "rows: no pruning" in items["relu_vs_sigmoid"].evidence
+    )
     both = by_key(aware_frame(aware_drop=12.0))
     assert both["pruning_aware"].verdict == SUPPORTED
 

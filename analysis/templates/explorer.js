@@ -205,15 +205,22 @@
       curves.appendChild(curveSvg(r.curve_iteration, r.curve_grad_loss || [], "gradient loss (log scale)", true));
       box.appendChild(curves);
     }
-    const table = el("table");
-    [...data.details, ...data.config].forEach((k) => {
-      if (r[k] === undefined) return;
-      const tr = el("tr");
-      tr.appendChild(el("td", {}, k));
-      tr.appendChild(el("td", {}, fmt(r[k])));
-      table.appendChild(tr);
-    });
-    box.appendChild(table);
+    function fields(keys) {
+      const table = el("table");
+      keys.forEach((k) => {
+        if (r[k] === undefined) return;
+        const tr = el("tr");
+        tr.appendChild(el("td", {}, k));
+        tr.appendChild(el("td", {}, fmt(r[k])));
+        table.appendChild(tr);
+      });
+      return table;
+    }
+    box.appendChild(fields([...data.details, ...axes]));
+    const rest = el("details");
+    rest.appendChild(el("summary", {}, "every config field"));
+    rest.appendChild(fields(data.config));
+    box.appendChild(rest);
   }
 
   function select(key) {
