@@ -1,17 +1,20 @@
 """Load trial rows from a results tree into polars frames: load once, then chart or query.
 
 A results path is a local folder, an NFS mount or an object-store URI (`s3://`, `gs://`,
-`file://`), read through pyarrow's filesystems. It is either a whole results tree holding many
-sweeps (`<results>/<sweep>/trials/*.parquet`) or a single sweep folder (`<results>/<sweep>`).
+`file://`; options in the query string: `s3://b/r?endpoint_override=host:9000&scheme=http`),
+read through pyarrow's filesystems. It is either a whole results tree holding many sweeps
+(`<results>/<sweep>/trials/*.parquet`) or a single sweep folder (`<results>/<sweep>`).
 
-Rows are written atomically by the sink (temp file, then rename), but a reader may still meet a
-temp file, a half-copied file on object storage or a stray non-Parquet file: those are skipped
-and listed in `Trials.skipped`, never fatal. Image bytes are left out unless asked for, so a
-10,000-row frame stays small.
+Under `trials/` sit row files (`<trial_key>.parquet`, one row) and part files (`part-*.parquet`,
+many finished rows; see orchestrator.sink): all Parquet files of one schema, read together. A
+trial is one row: where a row shows up twice (a compaction that died before deleting its inputs)
+the finished one, then the latest, is kept. Only the columns asked for are read; image bytes
+are left out unless asked for, so a 10^5-row frame stays small. A temp file, an empty or
+half-copied file or a stray non-Parquet file is skipped and listed in `Trials.skipped`.
 
     >>> from analysis import load, charts
     >>> frame = load.trials("results/demo")          # every row of one sweep (or of all sweeps)
-    >>> charts.psnr_by_init(frame)                    # an altair chart
+    >>> lazy = load.scan("results")["trials"]         # polars LazyFrame: reads what a query needs
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from orchestrator.schema import IMAGE_COLUMNS, SCHEMA
 from orchestrator.sink import TRIALS as TRIALS_DIR
-from orchestrator.sink import is_row_file, open_fs
+from orchestrator.sink import dedupe, file_kind, open_fs, read_files
 
 # statuses whose metrics are results (diverged keeps its best iterate); `error` rows are counted
 RESULT_STATUSES = ("ok", "diverged")
+_RANK = ["trial_key", "status", "finished_at"]  # what picking one row per trial needs
 
 
 @dataclass
@@ -39,7 +42,7 @@ class Trials:
     """Every readable row under a results path, plus what could not be read."""
 
     frame: pl.DataFrame
-    files: dict[str, list[str]] = field(default_factory=dict)  # sweep -> row files read
+    files: dict[str, list[str]] = field(default_factory=dict)  # sweep -> data files read
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
 
     def sweeps(self) -> dict[str, pl.DataFrame]:
@@ -63,7 +66,7 @@ def resolve(path: str) -> tuple[pafs.FileSystem, str]:
 def find_row_files(
     path: str,
 ) -> tuple[pafs.FileSystem, dict[str, list[str]], list[tuple[str, str]]]:
-    """sweep folder name -> its row files, and the files skipped while listing.
+    """sweep folder name -> its data files (row files and parts), and the files skipped.
 
     `path` is a sweep folder (it holds `trials/`) or a results folder holding sweep folders.
     """
@@ -93,7 +96,7 @@ def find_row_files(
         for entry in sorted(entries, key=lambda item: item.path):
             if entry.type != pafs.FileType.File:
                 continue
-            if not is_row_file(entry.base_name):
+            if file_kind(entry.base_name) is None:
                 skipped.append((entry.path, "not a finished row file (temp or foreign name)"))
             elif not entry.size:
                 skipped.append((entry.path, "empty file"))
@@ -107,31 +110,47 @@ def load(path: str, *, images: bool = False, columns: list[str] | None = None) -
     """Every row under `path` (a results tree or one sweep), image bytes only if `images`."""
     filesystem, files, skipped = find_row_files(path)
     wanted = _columns(images, columns)
-    tables, bad = [], []
+    internal = list(dict.fromkeys([*_RANK, *wanted]))
+    tables, readable = [], {}
     for sweep, paths in files.items():
-        if not paths:
-            continue
-        table, unreadable = _read(filesystem, paths, wanted)
-        bad.extend(unreadable)
+        table, bad = read_files(filesystem, paths, internal)
+        skipped.extend(bad)
+        unreadable = {p for p, _ in bad}
+        readable[sweep] = [p for p in paths if p not in unreadable]
         if table.num_rows:
-            # a row written without a sweep name belongs to the folder it sits in
-            sweep_column = pa.array([sweep] * table.num_rows, pa.string())
-            if "sweep" in table.column_names:
-                index = table.column_names.index("sweep")
-                filled = pc.coalesce(
-                    pc.if_else(pc.equal(table["sweep"], ""), None, table["sweep"]),
-                    sweep_column,
-                )
-                table = table.set_column(index, "sweep", filled)
-            tables.append(table)
-    skipped.extend(bad)
+            tables.append(_fill_sweep(dedupe(table).select(wanted), sweep))
     schema = pa.schema([SCHEMA.field(name) for name in wanted])
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    unreadable = {path for path, _ in bad}
-    readable = {sweep: [p for p in paths if p not in unreadable] for sweep, paths in files.items()}
     return Trials(frame=frame, files=readable, skipped=skipped)
+
+
+def scan(path: str, *, images: bool = False) -> dict[str, pl.LazyFrame]:
+    """sweep name -> a LazyFrame of its rows; a query on it reads only the columns it uses.
+
+    The folders are listed now; the rows are read when the frame is collected, in one pass
+    over the sweep's files: the projected columns plus trial_key/status/finished_at (one row
+    per trial), through the same reader as `load` (a polars IO source)."""
+    from polars.io.plugins import register_io_source
+
+    filesystem, files, _ = find_row_files(path)
+    names = _columns(images, None)
+    schema = _polars_schema(names)
+    out = {}
+    for sweep, paths in files.items():
+
+        def source(with_columns, predicate, n_rows, batch_size, paths=paths, sweep=sweep):  # noqa: ANN001
+            wanted = list(with_columns or names)
+            table, _ = read_files(filesystem, paths, list(dict.fromkeys([*_RANK, *wanted])))
+            frame = pl.from_arrow(_fill_sweep(dedupe(table).select(wanted), sweep))
+            assert isinstance(frame, pl.DataFrame)
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            yield frame if n_rows is None else frame.head(n_rows)
+
+        out[sweep] = register_io_source(source, schema=schema)
+    return out
 
 
 def trials(path: str, *, images: bool = False, columns: list[str] | None = None) -> pl.DataFrame:
@@ -147,11 +166,29 @@ def sweeps(path: str, *, images: bool = False) -> dict[str, pl.DataFrame]:
 def images(sweep_path: str, trial_keys: list[str]) -> pl.DataFrame:
     """`trial_key`, `reconstruction_png`, `ground_truth_png` for a few trials of one sweep.
 
-    Reads only the named row files, so a gallery of a 10,000-trial sweep costs a dozen reads.
-    """
+    Reads the named row files and, in parts, only the row groups whose trial_key range can
+    hold a named trial (parts are sorted by trial_key), so a gallery costs a dozen reads."""
     filesystem, root = resolve(sweep_path)
-    paths = [posixpath.join(root, TRIALS_DIR, f"{key}.parquet") for key in trial_keys]
-    table, _ = _read(filesystem, paths, ["trial_key", *IMAGE_COLUMNS])
+    wanted = set(trial_keys)
+    listing = filesystem.get_file_info(
+        pafs.FileSelector(posixpath.join(root, TRIALS_DIR), allow_not_found=True)
+    )
+    rows, parts = [], []
+    for entry in listing:
+        kind = file_kind(entry.base_name)
+        if kind == "row" and entry.base_name[: -len(".parquet")] in wanted:
+            rows.append(entry.path)
+        elif kind == "part":
+            parts.append(entry.path)
+    columns = [*_RANK, *IMAGE_COLUMNS]
+    tables = [read_files(filesystem, rows, columns)[0].drop(["_file"])]
+    if parts and wanted:
+        dataset = ds.dataset(parts, schema=SCHEMA, format="parquet", filesystem=filesystem)
+        found = dataset.to_table(
+            columns=columns, filter=ds.field("trial_key").isin(pa.array(sorted(wanted)))
+        )
+        tables.append(found)
+    table = dedupe(pa.concat_tables(tables)).select(["trial_key", *IMAGE_COLUMNS])
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
@@ -175,34 +212,20 @@ def _columns(images: bool, columns: list[str] | None) -> list[str]:
     return names
 
 
-def _read(
-    filesystem: pafs.FileSystem, paths: list[str], columns: list[str]
-) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Read many row files at once; if any is unreadable, fall back to one by one."""
-    schema = pa.schema([SCHEMA.field(name) for name in columns])
-    try:
-        if isinstance(filesystem, pafs.LocalFileSystem):
-            # polars' multi-file reader is ~4x faster than a pyarrow dataset scan on many small
-            # files (1 ms vs 3.5 ms per row file); object stores go through pyarrow's filesystem
-            frame = pl.read_parquet(paths, columns=columns, missing_columns="insert", glob=False)
-            return frame.to_arrow().cast(schema), []
-        dataset = ds.dataset(paths, schema=SCHEMA, format="parquet", filesystem=filesystem)
-        return dataset.to_table(columns=columns), []
-    except (OSError, pa.ArrowException, pl.exceptions.PolarsError):
-        pass
-    tables, bad = [], []
-    for path in paths:
-        try:
-            present = set(pq.read_schema(path, filesystem=filesystem).names)
-            table = pq.read_table(
-                path, filesystem=filesystem, columns=[c for c in columns if c in present]
-            )
-            for name in columns:  # an older file may lack a newer column: fill with nulls
-                if name not in table.column_names:
-                    table = table.append_column(
-                        SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type)
-                    )
-            tables.append(table.select(columns).cast(schema))
-        except (OSError, pa.ArrowException) as exc:
-            bad.append((path, f"unreadable: {exc}"))
-    return (pa.concat_tables(tables) if tables else schema.empty_table()), bad
+def _fill_sweep(table: pa.Table, sweep: str) -> pa.Table:
+    """A row written without a sweep name belongs to the folder it sits in."""
+    if "sweep" not in table.column_names:
+        return table
+    folder = pa.array([sweep] * table.num_rows, pa.string())
+    named = pc.if_else(pc.equal(table["sweep"], ""), None, table["sweep"])
+    return table.set_column(table.column_names.index("sweep"), "sweep", pc.coalesce(named, folder))
+
+
+def scan_schema(names: list[str]) -> pl.LazyFrame:
+    """An empty LazyFrame with these SCHEMA columns (a results tree with no sweep yet)."""
+    return pl.LazyFrame(schema=_polars_schema(names))
+
+
+def _polars_schema(names: list[str]) -> pl.Schema:
+    full = pl.from_arrow(SCHEMA.empty_table()).schema
+    return pl.Schema({name: full[name] for name in names})

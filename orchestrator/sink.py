@@ -203,7 +203,13 @@ def _read_one(
     fs: pafs.FileSystem, path: str, columns: list[str], schema: pa.Schema
 ) -> tuple[pa.Table | None, str]:
     try:
-        with fs.open_input_file(path) as handle:
+        if file_kind(path.rsplit("/", 1)[-1]) == "row" and not isinstance(fs, pafs.LocalFileSystem):
+            # a row file is small: fetched whole (2 requests) instead of footer, then columns
+            with fs.open_input_stream(path) as stream:
+                source: Any = pa.BufferReader(stream.read())
+        else:
+            source = fs.open_input_file(path)
+        with source as handle:
             parquet = pq.ParquetFile(handle)
             present = set(parquet.schema_arrow.names)
             table = parquet.read(columns=[c for c in columns if c in present])

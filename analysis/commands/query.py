@@ -1,13 +1,15 @@
 """`dlgsweep query <results> "SQL"`: polars SQL over the trial rows, read-only.
 
 Tables: `trials` holds every trial row under the results path (all its sweeps); each sweep is
-also a table of its own under its name (quote names that are not identifiers: `"bn-mode"`; a
-copy with `_` for other characters is registered too, e.g. `bn_mode`). Image bytes are left out
-unless `--images`. Output as a table (default), CSV, JSON (an array of row objects) or Parquet,
-on stdout or into `--out FILE`. A SQL error is reported as polars words it, exit code 2.
+also a table of its own under its folder's name (quote names that are not identifiers:
+`"bn-mode"`; a copy with `_` for other characters is registered too, e.g. `bn_mode`). Image
+bytes are left out unless `--images`. Output as a table (default), CSV, JSON (an array of row
+objects) or Parquet, on stdout or into `--out FILE`. A SQL error is reported as polars words
+it, exit code 2.
 
-The results are only read: the SQL runs on frames in memory, and statements that would write
-(CREATE, DROP, INSERT, DELETE, ...) are refused.
+The results are only read, and only the columns the query names (polars' lazy frames over the
+Parquet files; see analysis.load.scan); statements that would write (CREATE, DROP, INSERT,
+DELETE, ...) are refused.
 """
 
 from __future__ import annotations
@@ -45,19 +47,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def tables(results: str, *, images: bool = False) -> dict[str, pl.DataFrame]:
-    """SQL table name -> frame: `trials` (every row) and one per sweep."""
+def tables(results: str, *, images: bool = False) -> dict[str, pl.LazyFrame]:
+    """SQL table name -> LazyFrame: `trials` (every row) and one per sweep folder. Lazy, so a
+    query reads only the columns it names (the ranking columns that keep one row per trial
+    are read once up front)."""
     from analysis import load
 
     try:
-        loaded = load.load(results, images=images)
+        per_sweep = load.scan(results, images=images)
     except (FileNotFoundError, NotADirectoryError) as exc:
-        raise UserError(str(exc)) from None
-    out = {"trials": loaded.frame}
-    for name, frame in loaded.sweeps().items():
+        raise UserError(f"results: {exc}") from None
+    frames = list(per_sweep.values())
+    everything = pl.concat(frames, how="vertical") if frames else _empty(images)
+    out = {"trials": everything}
+    for name, frame in per_sweep.items():
         for alias in (name, re.sub(r"\W", "_", name)):
             out.setdefault(alias, frame)  # a sweep named "trials" stays reachable via `trials`
     return out
+
+
+def _empty(images: bool) -> pl.LazyFrame:
+    from analysis import load
+    from orchestrator.schema import IMAGE_COLUMNS, SCHEMA
+
+    names = [n for n in SCHEMA.names if images or n not in IMAGE_COLUMNS]
+    return load.scan_schema(names)
 
 
 def query(results: str, sql: str, *, images: bool = False) -> pl.DataFrame:
