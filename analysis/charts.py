@@ -125,6 +125,7 @@ class Drawn:
     subtitle: list[str] = field(default_factory=list)
     datasets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)  # the level each dropdown opens on
+    color: str | None = None  # the field on color (panels sharing it share one legend)
 
 
 def named_data(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, list[dict[str, Any]]]]:
@@ -184,10 +185,12 @@ def aware_rows(rows: pl.DataFrame) -> pl.DataFrame:
     rows = prune_rows(rows)
     base = rows.filter(pl.col("strength") == 0)
     kinds = [k for k in rows["attacker"].unique().to_list() if k != "unknown"]
-    if base.is_empty() or len(kinds) < 2:
+    have = set(base["attacker"].unique().to_list())
+    missing = [k for k in kinds if k not in have]
+    if base.is_empty() or not missing:  # each attacker has its own unpruned rows: keep them
         return rows
-    copies = [base.with_columns(pl.lit(k).alias("attacker")) for k in kinds]
-    return pl.concat([rows.filter(pl.col("strength") > 0), *copies], how="vertical_relaxed")
+    copies = [base.with_columns(pl.lit(k).alias("attacker")) for k in missing]
+    return pl.concat([rows, *copies], how="vertical_relaxed")
 
 
 def noise_rows(rows: pl.DataFrame) -> pl.DataFrame:
@@ -452,7 +455,7 @@ def draw(view: View, frame: pl.DataFrame, *, select: bool = True) -> Drawn:
         lines.append("rows: " + "; ".join(f"{c} = {', '.join(map(str, v))}" for c, v in view.where))
     if trial_note:
         lines.append(trial_note)
-    return Drawn(chart, params, options, lines, datasets, defaults)
+    return Drawn(chart, params, options, lines, datasets, defaults, view.color)
 
 
 def _cap_trials(view: View, data: pl.DataFrame) -> tuple[pl.DataFrame, str]:
@@ -624,10 +627,11 @@ def finish(panels: list[Drawn], title: str, how: str = "single") -> alt.TopLevel
     ]  # fmt: skip
     if how == "single":
         chart = panels[0].chart
-    elif how == "hconcat":
-        chart = alt.hconcat(*(p.chart for p in panels)).resolve_scale(color="independent")
     else:
-        chart = alt.vconcat(*(p.chart for p in panels)).resolve_scale(color="independent")
+        concat = alt.hconcat if how == "hconcat" else alt.vconcat
+        chart = concat(*(p.chart for p in panels))
+        if len({p.color for p in panels}) > 1:  # different fields on color: a legend each
+            chart = chart.resolve_scale(color="independent")
     # set in place: add_params/properties deep-copy the whole layered, faceted spec each time
     if merged:
         chart.params = [
@@ -670,7 +674,8 @@ VIEWS: dict[str, View] = {
              needs=("strength", "attacker"), derive=aware_rows,
              covers=("prune", "prune_ratio", "mask_pruned"),
              subtitle="aware: the attacker matches only the entries non-zero in the shared "
-             "gradient; unpruned trials serve both attackers; noise-free rows"),
+             "gradient; an attacker without unpruned trials of its own starts from the "
+             "other's (prune none: the mask is a no-op); noise-free rows"),
         View("defense_prune", "gradient pruning", "strength", x_scale="linear",
              x_title="pruned share of each layer's gradient", color="activation",
              column="model", mark="line", derive=prune_rows, covers=("prune", "prune_ratio"),
@@ -872,6 +877,7 @@ def bn_gradients(frame: pl.DataFrame) -> alt.TopLevelMixin:
                     "kernels: one trial per mode, the lowest seed with both modes; not averaged"
                 ],
                 datasets=kernel_data,
+                color="bn_mode",
             )
         )
     return finish(

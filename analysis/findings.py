@@ -358,8 +358,10 @@ class Comparison:
     strata: tuple[str, ...]
     where: tuple[Where, ...] = ()
     ignore: tuple[str, ...] = ()
-    # conditions that do not apply to the rows at level `a` (the unpruned baseline: the
-    # attacker's mask is a no-op there, so either setting serves)
+    # conditions the rows at level `a` may break when no row meets them (the unpruned
+    # baseline: with prune none the attacker's mask is a no-op, so either setting serves;
+    # prune_ratio 0 rows of the attacker's own setting are preferred: on ReLU the mask also
+    # drops the gradient's natural zeros)
     free_at_a: tuple[str, ...] = ()
 
     def decide(self) -> Decide:
@@ -382,9 +384,12 @@ class Comparison:
     def units(self, rows: pl.DataFrame, value: str = VALUE) -> tuple[pl.DataFrame, list[str]]:
         _, notes = select(rows, self.where)
         keep = condition(rows, self.where)
-        if self.free_at_a:
+        baseline = rows.filter(keep & (pl.col(self.column) == self.a))
+        if self.free_at_a and baseline.is_empty():  # borrow the baseline from the other setting
             loose = [w for w in self.where if w.column not in self.free_at_a]
             keep = keep | (condition(rows, loose) & (pl.col(self.column) == self.a))
+            notes = [*notes, f"baseline ({self.labels[0]}) taken from rows of any "
+                     f"{', '.join(self.free_at_a)}"]  # fmt: skip
         picked = rows.filter(keep & pl.col(self.column).is_in([self.a, self.b]))
         return paired(picked, self.column, self.a, self.b, value, self.ignore), notes
 
@@ -698,11 +703,11 @@ def relu_scale_not_family(rows: pl.DataFrame, value: str = VALUE) -> Finding:
         lambda e: decide_sign(e, +1),
     ).overall
     evidence = (
-        f"family at equal weight std (Kaiming - Xavier, interpolated in log std): "
-        f"{family.overall.text()} {fam_verdict} as equivalent within +-{MARGIN_DB:g} dB over "
-        f"{family.units} matched curves; scale: slope {slopes.overall.text('dB/doubling')} "
+        f"family gap at equal first-layer weight std (Kaiming - Xavier, interpolated in log "
+        f"std, {family.units} pairs of curves): {family.overall.text()}, {fam_verdict} as "
+        f"'within +-{MARGIN_DB:g} dB'; scale: slope {slopes.overall.text('dB/doubling')}, "
         f"{'non-zero' if scale_verdict == SUPPORTED else scale_verdict}"
-        f" (flat means within +-{SLOPE_MARGIN_DB:g}); for reference, at equal init_scale "
+        f" ('flat' = within +-{SLOPE_MARGIN_DB:g}); for reference, at equal init_scale "
         f"Kaiming - Xavier {at_scale.text()}"
         + (f"; averaged over (matched): {'; '.join(family.pooled)}" if family.pooled else "")
         + "".join(f"; {n}" for n in notes)

@@ -370,3 +370,15 @@ def test_png_export(small_frame: pl.DataFrame) -> None:
             continue
         png = vlc.vegalite_to_png(spec, scale=1)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_aware_curve_borrows_the_unpruned_point_only_when_it_has_none() -> None:
+    unpruned = synthetic_frame({"activation": ["relu"]}, lambda c: 30.0)
+    pruned = synthetic_frame(
+        {"activation": ["relu"], "prune": ["small"], "mask_pruned": [False, True]},
+        lambda c: 29.0 if c["mask_pruned"] else 10.0,
+    )
+    spec = charts.pruning_aware(pl.concat([unpruned, pruned], how="diagonal_relaxed")).to_dict()
+    start = [p for p in mean_rows(spec) if p["x"] == 0]
+    assert {p["attacker"] for p in start} == {"unaware", "aware (masks pruned)"}
+    assert all(p["n"] == 3 for p in start)  # the 3 unpruned trials, once per curve

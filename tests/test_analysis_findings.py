@@ -321,3 +321,18 @@ def test_every_claim_has_a_verdict_on_a_real_sweep(small_frame: pl.DataFrame) ->
     # the mini sweep has no uniform init, no ResNet twin of a grid trial, no init scale grid
     verdicts = {f.key: f.verdict for f in items}
     assert verdicts["uniform_vs_normal"] == verdicts["scale_not_family"] == NOT_ENOUGH
+
+
+def test_aware_attacker_borrows_the_unpruned_baseline_only_when_it_has_none() -> None:
+    # the unpruned trials ran once (prune none, no mask: the mask is a no-op there)
+    unpruned = synthetic_frame({"activation": ["relu", "sigmoid"]}, lambda c: 30.0, range(4))
+    pruned = synthetic_frame(
+        {"activation": ["relu", "sigmoid"], "prune": ["small"], "mask_pruned": [False, True]},
+        lambda c: 29.5 if c["mask_pruned"] else 10.0, range(4),
+    )  # fmt: skip
+    item = by_key(pl.concat([unpruned, pruned], how="diagonal_relaxed"))["pruning_aware"]
+    assert item.verdict == CONTRADICTED and item.n == 4
+    assert "baseline (unpruned) taken from rows of any mask_pruned" in item.evidence
+    # with its own prune_ratio-0 rows the aware attacker is compared with those, no borrowing
+    own = by_key(aware_frame(aware_drop=0.1))["pruning_aware"]
+    assert "baseline" not in own.evidence
