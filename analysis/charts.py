@@ -364,7 +364,7 @@ def _data(view: View, rows: pl.DataFrame, groups: list[str], filters: list[str])
         if column and data.schema[column] == pl.Utf8:
             data = data.with_columns(pl.col(column).fill_null("unknown"))
     if view.mark == "line":
-        data = _line_labels(data, [g for g in groups if g != view.group_x])
+        data = _line_labels(data, [g for g in groups if g != view.group_x and g not in view.covers])
     return data
 
 

@@ -382,3 +382,19 @@ def test_aware_curve_borrows_the_unpruned_point_only_when_it_has_none() -> None:
     start = [p for p in mean_rows(spec) if p["x"] == 0]
     assert {p["attacker"] for p in start} == {"unaware", "aware (masks pruned)"}
     assert all(p["n"] == 3 for p in start)  # the 3 unpruned trials, once per curve
+
+
+def test_lines_print_n_once_unless_it_varies(specs: dict) -> None:
+    stat = {"x", "mean", "y", "ci_low", "ci_high", "n", "n_label", "label_y"}
+    along = {"psnr_vs_batch": {"batch_size"}, "pruning_aware": {"strength", "prune_ratio"}}
+    for name, fields in along.items():
+        series: dict[tuple, list[dict]] = {}
+        for p in mean_rows(specs[name]):
+            key = tuple((k, v) for k, v in sorted(p.items()) if k not in stat | fields)
+            series.setdefault(key, []).append(p)
+        assert len(series) > 1
+        for points in series.values():
+            if len({p["n"] for p in points}) > 1:
+                continue  # n varies along the line: every point says its own
+            labelled = [p["x"] for p in points if p.get("n_label")]
+            assert labelled == [max(p["x"] for p in points)], (name, points)
