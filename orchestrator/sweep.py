@@ -418,6 +418,8 @@ def run_sweep(
     $DLGSWEEP_COMPACT_MIN_ROWS). Holds the sweep's lease throughout (SweepBusy, exit 2, if
     another run holds it). Returns the counts after the run.
     """
+    if address or os.environ.get("RAY_ADDRESS"):
+        check_reachable(address or os.environ["RAY_ADDRESS"])  # before anything is written
     store = SweepStore.of(results, spec.name, flag=flag)
     store.check_writable()
     if compact_min_rows is None and os.environ.get("DLGSWEEP_COMPACT_MIN_ROWS"):
@@ -450,6 +452,7 @@ def run_sweep(
                 )  # fmt: skip
                 compactor.finish()
                 compactor.run()
+                store.clear_attempts()
             after = store.statuses()
     except KeyboardInterrupt:
         say(
