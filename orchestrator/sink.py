@@ -228,25 +228,27 @@ def _valid_rows(
     table: pa.Table, bad: list[tuple[str, str]]
 ) -> tuple[pa.Table, list[tuple[str, str]]]:
     """Drop row files that are not one row named by its trial_key (parts are taken whole)."""
+    import polars as pl
+
     if not table.num_rows or "trial_key" not in table.column_names:
         return table, bad
-    files = table.column("_file").to_numpy(zero_copy_only=False)
-    keys = table.column("trial_key").to_numpy(zero_copy_only=False)
-    names, counts = np.unique(files, return_counts=True)
-    per_file = dict(zip(names, counts))
-    keep = np.ones(len(files), dtype=bool)
-    dropped: dict[str, str] = {}
-    for i, (path, key) in enumerate(zip(files, keys)):
-        if file_kind(path.rsplit("/", 1)[-1]) != "row":
-            continue
-        if per_file[path] != 1:
-            keep[i], dropped[path] = False, "not one trial row"
-        elif key != _stem(path):
-            keep[i], dropped[path] = False, "trial_key does not match the file name"
-    if dropped:
-        table = table.filter(pa.array(keep))
-        bad = bad + sorted(dropped.items())
-    return table, bad
+    frame = pl.from_arrow(table.select(["trial_key", "_file"]))
+    assert isinstance(frame, pl.DataFrame)
+    name = pl.col("_file").str.split("/").list.last()
+    is_row = ~name.str.starts_with(PART_PREFIX)
+    reason = (
+        pl.when(is_row & (pl.len().over("_file") != 1))
+        .then(pl.lit("not one trial row"))
+        .when(is_row & (pl.col("trial_key") != name.str.strip_suffix(SUFFIX)))
+        .then(pl.lit("trial_key does not match the file name"))
+        .otherwise(None)
+    )
+    reasons = frame.select(reason.alias("why"), "_file")
+    if reasons["why"].null_count() == frame.height:
+        return table, bad
+    keep = reasons["why"].is_null().to_arrow()
+    dropped = reasons.drop_nulls("why").unique("_file").sort("_file")
+    return table.filter(keep), bad + list(zip(dropped["_file"], dropped["why"]))
 
 
 def dedupe(table: pa.Table) -> pa.Table:

@@ -582,10 +582,14 @@ def _record_failures(grid: Any, spec: SweepSpec, store: SweepStore, say: Say) ->
     from workloads.config import TrialConfig
     from workloads.result import TrialResult
 
-    for result in grid:
-        if result.error is None:
-            continue
+    failed_results = [result for result in grid if result.error is not None]
+    # rows in parts too: a trial whose ok row was written (then compacted) before its worker
+    # died on every retry keeps that row
+    statuses = store.statuses() if failed_results else {}
+    for result in failed_results:
         config = TrialConfig.from_dict(result.config["trial"])
+        if statuses.get(config.trial_key) in FINISHED:
+            continue
         message = error_text(result.error)
         now = time.time()
         failed = TrialResult(status="error", error=message, started_at=now, finished_at=now)
