@@ -136,6 +136,11 @@ class SweepLease:
                 self._break(holder)
             if self._create():
                 break
+            if read_holder(self.store) is None:  # there, but not a lease (a torn write): gone
+                try:
+                    self.store.fs.delete_file(self.path)
+                except (OSError, pa.ArrowException):
+                    pass
         else:
             raise self._busy(read_holder(self.store))
         self._verify_after(SETTLE_S if self._backend() == "generic" else 0.0)
@@ -211,6 +216,8 @@ class SweepLease:
                 return True
             except FileExistsError:
                 return False
+            except OSError:  # no hard links here (some FUSE/SMB mounts): O_EXCL instead
+                return _create_exclusive(self.path, self._payload())
             finally:
                 os.unlink(temp)
         if backend == "s3":
@@ -254,6 +261,16 @@ class SweepLease:
                 self.store.fs.delete_file(self.path)
             except (OSError, pa.ArrowException):
                 pass
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    return True
 
 
 def read_holder(store: SweepStore) -> Holder | None:

@@ -124,3 +124,11 @@ def test_cli_refuses_a_held_sweep_and_writes_nothing(tmp_path, tiny_spec, comman
         err = capsys.readouterr().err
         assert "is being run by" in err and f"pid {os.getpid()}" in err
         assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before
+
+
+def test_a_torn_lease_file_blocks_nobody(tmp_path):
+    store = SweepStore(str(tmp_path / "s"))
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / ".lock").write_bytes(b'{"run": "half')  # a writer killed mid-write
+    with SweepLease(store, "run") as taken:
+        assert read_holder(store).run == taken.run
