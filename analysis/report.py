@@ -199,7 +199,9 @@ def build_report(paths: str | list[str], out: str | Path, *, png_scale: float = 
         _page("Gallery: " + report.sweep, gallery_html(shown, gallery))
     )
     if shown.height:
-        (out / "gallery.png").write_bytes(gallery_png(shown.head(GALLERY_PNG_MAX)))
+        (out / "gallery.png").write_bytes(
+            gallery_png(shown.head(GALLERY_PNG_MAX), groups=gallery.height)
+        )
     report.explorer_rows = explorer.write_explorer(
         [(path, tr.frame) for _, path, tr in loaded], out, title="Explorer: " + report.sweep
     )
@@ -375,8 +377,9 @@ def gallery_html(shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
     return "\n".join(lines)
 
 
-def gallery_png(gallery: pl.DataFrame, scale: int = 3) -> bytes:
-    """One PNG: a row per trial, ground truth strip | reconstruction strip, captioned."""
+def gallery_png(gallery: pl.DataFrame, scale: int = 3, groups: int | None = None) -> bytes:
+    """One PNG: a row per trial, ground truth strip | reconstruction strip, captioned; the
+    header says how many of the `groups` it shows."""
     from PIL import Image, ImageDraw
 
     rows = []
@@ -396,7 +399,14 @@ def gallery_png(gallery: pl.DataFrame, scale: int = 3) -> bytes:
     heights = [max(s[0].height, s[1].height) + gap for _, s in rows]
     sheet = Image.new("RGB", (width, sum(heights) + 24), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((gap, 4), "ground truth | reconstruction (one trial per group)", fill="black")
+    groups = gallery.height if groups is None else groups
+    left = (
+        f"; {groups - gallery.height} more groups in gallery.html"
+        if groups > gallery.height
+        else ""
+    )
+    header = f"ground truth | reconstruction: one trial per group, {gallery.height} of {groups}"
+    draw.text((gap, 4), header + left, fill="black")
     y = 24
     for (caption, (truth, recon)), h in zip(rows, heights):
         for k, line in enumerate(_wrap(caption, 80)[:4]):

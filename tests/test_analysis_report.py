@@ -233,3 +233,29 @@ def test_explorer_click_shows_images_and_curve(two_sweep_report: Path, tmp_path:
     assert (tmp_path / "explorer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("DLGSWEEP_SCREENSHOT_DIR"):
         shutil.copy(tmp_path / "explorer.png", Path(os.environ["DLGSWEEP_SCREENSHOT_DIR"]))
+
+
+def test_gallery_says_which_groups_are_left_out() -> None:
+    import io
+
+    from PIL import Image
+
+    from analysis.report import gallery_html, gallery_png
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "gray").save(buffer, format="PNG")
+    png = buffer.getvalue()
+    every = pl.DataFrame(
+        {
+            "sweep": ["s"] * 5, "model": ["m"] * 5, "seed": [0] * 5, "batch_size": list(range(5)),
+            "trial_key": [f"k{i}" for i in range(5)], "psnr_mean": [10.0] * 5,
+            "ssim_mean": [0.5] * 5, "label_accuracy": [1.0] * 5, "group_axes": ["batch_size"] * 5,
+            "group_trials": [3] * 5, "ground_truth_png": [png] * 5,
+            "reconstruction_png": [png] * 5,
+        }
+    )  # fmt: skip
+    page = gallery_html(every.head(3), every)
+    assert "2 of 5 groups are left out" in page and page.count("<tr>") == 4
+    assert "groups are left out" not in gallery_html(every, every)
+    assert "batch_size=4, seed 0 (1 of 3)" in gallery_html(every, every)
+    assert gallery_png(every.head(2), groups=5)[:8] == b"\x89PNG\r\n\x1a\n"
