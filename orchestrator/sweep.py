@@ -199,8 +199,10 @@ class _Compactor:
         self.since = 0
         self.thread: threading.Thread | None = None
 
-    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks: no thread, no say
-        return {**self.__dict__, "thread": None, "say": None}
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into its experiment state, again and again: keep that
+        # small (no 10^5 live keys, no thread); the copy is never used to run anything
+        return {**self.__dict__, "live": set(), "thread": None, "say": None}
 
     def trial_done(self, trial_key: str) -> None:
         self.live.discard(trial_key)
