@@ -104,12 +104,49 @@ def test_bad_sql_exits_2_with_polars_message(results: Path, capsys) -> None:
     assert "no_such_table" in capsys.readouterr().err
 
 
-def test_read_only(results: Path, capsys) -> None:
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DROP TABLE trials",
+        "CREATE TABLE x AS SELECT 1",
+        "DELETE FROM trials",
+        "/* x */ DROP TABLE trials",
+        "-- x\nDELETE FROM trials",
+        "EXPLAIN DROP TABLE trials",
+        "SELECT 1; DROP TABLE trials",
+        "UPDATE trials SET seed = 1",
+    ],
+)
+def test_read_only_judged_on_the_parsed_statement(results: Path, capsys, sql) -> None:
     before = sorted(p.name for p in results.rglob("*"))
-    for sql in ("DROP TABLE trials", "CREATE TABLE x AS SELECT 1", "DELETE FROM trials"):
-        assert main(["query", str(results), sql]) == 2
-        assert "read-only" in capsys.readouterr().err
+    assert main(["query", str(results), sql]) == 2
+    assert "read-only" in capsys.readouterr().err
     assert sorted(p.name for p in results.rglob("*")) == before
+
+
+def test_table_functions_reading_other_files_are_refused(results: Path, tmp_path, capsys) -> None:
+    other = tmp_path / "other.parquet"
+    pl.DataFrame({"secret": [1]}).write_parquet(other)
+    for sql in (f"SELECT * FROM read_parquet('{other}')", f"SELECT * FROM read_csv('{other}')"):
+        assert main(["query", str(results), sql]) == 2
+        assert "read files are refused" in capsys.readouterr().err
+
+
+def test_reads_still_run(results: Path, capsys) -> None:
+    for sql in (
+        "WITH a AS (SELECT seed FROM trials) SELECT count(*) AS n FROM a",
+        "EXPLAIN SELECT seed FROM trials",
+        "SHOW TABLES",
+    ):
+        assert main(["query", str(results), sql]) == 0, capsys.readouterr().err
+        capsys.readouterr()
+
+
+def test_an_image_column_without_images_names_the_flag(results: Path, capsys) -> None:
+    assert main(["query", str(results), "SELECT reconstruction_png FROM trials"]) == 2
+    assert "--images" in capsys.readouterr().err
+    sql = "SELECT reconstruction_png FROM trials LIMIT 1"
+    assert main(["query", str(results), sql, "--images", "--format", "json"]) == 0
 
 
 def test_console_script_exit_code(results: Path) -> None:

@@ -8,14 +8,18 @@ objects) or Parquet, on stdout or into `--out FILE`. A SQL error is reported as 
 it, exit code 2.
 
 The results are only read, and only the columns the query names (polars' lazy frames over the
-Parquet files; see analysis.load.scan); statements that would write (CREATE, DROP, INSERT,
-DELETE, ...) are refused.
+Parquet files; see analysis.load.scan). The query is parsed (sqlglot) before it runs, and only
+one read statement is accepted: a SELECT (WITH, UNION, ... included), SHOW TABLES, or EXPLAIN of
+a SELECT. Anything
+else is refused whatever comments or EXPLAIN come first (CREATE, DROP, INSERT, DELETE, ...), as
+are table functions that would read other files (`read_csv`, `read_parquet`, ...).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import logging
 import re
 import sys
 from pathlib import Path
@@ -25,9 +29,8 @@ import polars as pl
 from workloads.errors import UserError
 
 FORMATS = ("table", "csv", "json", "parquet")
-# statements that would change a table: refused, so a query can never look like it wrote
-_WRITES = re.compile(
-    r"^\s*(create|drop|truncate|insert|update|delete|alter|copy|attach|merge)\b", re.I
+READ_ONLY = (
+    "query is read-only: give one SELECT (WITH, UNION ... included), SHOW TABLES or EXPLAIN SELECT"
 )
 
 
@@ -76,13 +79,52 @@ def _empty(images: bool) -> pl.LazyFrame:
 
 def query(results: str, sql: str, *, images: bool = False) -> pl.DataFrame:
     """Run `sql` over the rows under `results`; polars' own error text on a bad query."""
-    if _WRITES.match(sql):
-        raise UserError("query is read-only: give a SELECT (or WITH / SHOW / EXPLAIN) statement")
+    check_read_only(sql, images=images)
     context = pl.SQLContext(tables(results, images=images), eager=False)
     try:
         return context.execute(sql).collect()
     except pl.exceptions.PolarsError as exc:
         raise UserError(f"{type(exc).__name__}: {exc}") from None
+
+
+def check_read_only(sql: str, *, images: bool = False) -> None:
+    """Refuse anything but one read statement over our tables, judged on the parsed SQL."""
+    import sqlglot
+    from sqlglot import exp
+
+    from orchestrator.schema import IMAGE_COLUMNS
+
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # EXPLAIN parses as a Command
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"SQL syntax error: {first}") from None
+    if len(statements) != 1:
+        raise UserError(f"{READ_ONLY} ({len(statements)} statements given)")
+    statement = statements[0]
+    if isinstance(statement, exp.Command) and statement.name.upper() == "EXPLAIN":
+        rest = statement.expression
+        rest = rest.name if isinstance(rest, exp.Literal) else (rest.sql() if rest else "")
+        check_read_only(rest, images=images)  # EXPLAIN of a read only
+        return
+    reading = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Subquery)
+    is_show_tables = isinstance(statement, exp.Show) and statement.name.upper() == "TABLES"
+    if not (isinstance(statement, reading) or is_show_tables):
+        kind = statement.key.upper() if not isinstance(statement, exp.Command) else statement.name
+        raise UserError(f"{READ_ONLY}; got {kind}")
+    for node in statement.walk():
+        if isinstance(node, exp.Func):
+            name = node.sql(dialect="duckdb").split("(", 1)[0]
+            if name.lower().replace("_", "").startswith(("read", "scan")):
+                raise UserError(
+                    f"{name}: table functions that read files are refused; "
+                    "query the tables of the results path (`trials`, one per sweep)"
+                )
+        if isinstance(node, exp.Table) and isinstance(node.this, exp.Literal):
+            raise UserError(f"FROM {node.this.sql()}: only the results' tables can be read")
+        if not images and isinstance(node, exp.Column) and node.name in IMAGE_COLUMNS:
+            raise UserError(f"{node.name} holds the PNG bytes: add --images to select it")
 
 
 def flat(frame: pl.DataFrame) -> pl.DataFrame:
