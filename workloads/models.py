@@ -39,52 +39,31 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 
 class McMahanCNN(nn.Module):
+    """The FedAvg CNN; `conv_padding=1, pool_padding=1, norm="batch"` is the seed's variant."""
+
     def __init__(
-        self, channels: int, side: int, num_classes: int, activation: str, norm: str = "none"
+        self,
+        channels: int,
+        side: int,
+        num_classes: int,
+        activation: str,
+        norm: str = "none",
+        conv_padding: int = 2,
+        pool_padding: int = 0,
     ) -> None:
         super().__init__()
         act = ACTIVATIONS[activation]
         batch_norm = norm == "batch"
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, 32, 5, padding=2),
-            *([nn.BatchNorm2d(32)] if batch_norm else []),
-            act(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, padding=2),
-            *([nn.BatchNorm2d(64)] if batch_norm else []),
-            act(),
-            nn.MaxPool2d(2),
-        )
-        reduced = side // 4
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(64 * reduced * reduced, 512),
-            act(),
-            nn.Linear(512, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, classes)
-        return self.classifier(self.features(x))
-
-
-class McMahanSeedCNN(nn.Module):
-    """The seed study's variant: padding 1, BN after each conv, max-pool with padding 1."""
-
-    def __init__(self, channels: int, side: int, num_classes: int, activation: str) -> None:
-        super().__init__()
-        act = ACTIVATIONS[activation]
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, 32, 5, padding=1),
-            nn.BatchNorm2d(32),
-            act(),
-            nn.MaxPool2d(2, padding=1),
-            nn.Conv2d(32, 64, 5, padding=1),
-            nn.BatchNorm2d(64),
-            act(),
-            nn.MaxPool2d(2, padding=1),
-        )
-        reduced = (side - 5 + 3) // 2 + 1  # the seed's own size formula: 32 -> 16, 28 -> 14
-        reduced = (reduced - 5 + 3) // 2 + 1  # 16 -> 8, 14 -> 7
+        layers: list[nn.Module] = []
+        reduced, in_channels = side, channels
+        for out_channels in (32, 64):
+            layers += [nn.Conv2d(in_channels, out_channels, 5, padding=conv_padding)]
+            layers += [nn.BatchNorm2d(out_channels)] if batch_norm else []
+            layers += [act(), nn.MaxPool2d(2, padding=pool_padding)]
+            reduced = reduced + 2 * conv_padding - 4  # conv5x5
+            reduced = (reduced + 2 * pool_padding - 2) // 2 + 1  # max-pool 2x2, stride 2
+            in_channels = out_channels
+        self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(64 * reduced * reduced, 512),
@@ -172,7 +151,8 @@ def _mcmahan(channels: int, side: int, classes: int, activation: str, norm: str)
 
 
 def _mcmahan_seed(channels: int, side: int, classes: int, activation: str, norm: str) -> nn.Module:
-    return McMahanSeedCNN(channels, side, classes, activation)
+    # the seed study's main.py: conv padding 1, BN after each conv, max-pool padding 1
+    return McMahanCNN(channels, side, classes, activation, "batch", conv_padding=1, pool_padding=1)
 
 
 def _resnet18(channels: int, side: int, classes: int, activation: str, norm: str) -> nn.Module:
