@@ -258,17 +258,46 @@ def test_seed_image_norm_is_mean_std_then_per_image_minmax():
     assert torch.equal(normalize_images(batch, "unit", pool, "cifar10"), batch)
 
 
-def test_seed_pruning_zeroes_whole_tensors_by_norm():
+def seed_study_prune(gradient: list[torch.Tensor], percentage: float) -> list[torch.Tensor]:
+    """The seed's `prune == "small"` branch, statement for statement (its main.py)."""
+    gradient = [g.clone() for g in gradient]
+    gradient_magnitudes = [layer.norm().item() for layer in gradient]
+    sorted_gradients = sorted(zip(gradient_magnitudes, gradient), key=lambda x: x[0])
+    retain_threshold = sorted_gradients[int(len(sorted_gradients) * percentage)][0]
+    for i, (grad_mag, _) in enumerate(sorted_gradients):
+        if grad_mag <= retain_threshold:
+            gradient[i].zero_()  # i is a position in the sorted list, used on the unsorted one
+    return gradient
+
+
+def test_seed_pruning_zeroes_whole_tensors_by_list_position():
     norms = [5.0, 1.0, 3.0, 2.0, 4.0, 0.5, 6.0, 7.0, 8.0, 9.0]
     grads = [torch.full((3,), n / math.sqrt(3)) for n in norms]  # tensor norm == n
     pruned = prune_tensors(grads, 0.2)
-    # ascending norms 0.5, 1, 2, ...; position int(0.2 * 10) = 2 holds 2.0: zero <= 2.0
+    # threshold: position int(0.2 * 10) = 2 of 0.5, 1, 2, ... is 2.0; three norms are <= 2.0,
+    # so the first three tensors go (norms 5, 1, 3), not the three smallest (1, 2, 0.5)
     zeroed = [i for i, g in enumerate(pruned) if not g.any()]
-    assert zeroed == [1, 3, 5]
+    assert zeroed == [0, 1, 2]
     for i, (before, after) in enumerate(zip(grads, pruned)):
         if i not in zeroed:
             assert torch.equal(before, after)
-    # the trial wires it: with whole tensors gone, every remaining tensor is untouched
+    generator = torch.Generator().manual_seed(0)
+    for ratio in (0.0, 0.2, 0.5, 0.9):  # the seed's loop itself, on random tensors
+        grads = [torch.randn(int(n), generator=generator) * s for n, s in
+                 zip(torch.randint(1, 50, (12,), generator=generator),
+                     torch.rand(12, generator=generator))]  # fmt: skip
+        for ours, theirs in zip(prune_tensors(grads, ratio), seed_study_prune(grads, ratio)):
+            assert torch.equal(ours, theirs)
+
+
+def test_seed_pruning_on_the_seed_model_drops_conv1_and_the_first_bn_weight():
+    model = create_model("mcmahan_cnn_seed", channels=3, side=32, num_classes=10)
+    images, labels = torch.rand(1, 3, 32, 32), torch.tensor([3])
+    grads = client_gradients(model, images, labels, "eval")
+    names = [name for name, _ in model.named_parameters()]
+    zeroed = [n for n, g in zip(names, prune_tensors(grads, 0.2)) if not g.any()]
+    assert len(names) == 12 and zeroed == names[:3]
+    assert zeroed == ["features.0.weight", "features.0.bias", "features.1.weight"]
     result = run_trial(TrialConfig(prune="small", prune_mode="tensors", **QUICK))
     assert 0 < result.grad_zero_fraction < 1
 

@@ -4,9 +4,13 @@ Defenses, applied to the gradient before it leaves the client:
 - `prune: small` (gradient sparsification; Zhu et al. 2019 sec. 5, "pruning"), by `prune_mode`:
   - `entries` (default, the defense as published): in every parameter tensor, zero exactly the
     `floor(prune_ratio * numel)` entries of smallest magnitude;
-  - `tensors` (the seed study's code): rank the parameter tensors by the norm of their
-    gradient and zero every whole tensor whose norm is at or below the norm at position
-    `int(prune_ratio * n_tensors)` of that ascending order.
+  - `tensors` (the seed study's code, `SimpleClient.compute_true_gradient`): it sorts the
+    parameter tensors by the norm of their gradient, takes the norm at position
+    `int(prune_ratio * n_tensors)` of that ascending order as a threshold, then zeroes
+    `gradient[i]` for every position i of the *sorted* list whose norm is at or below it: the
+    index is applied to the unsorted list, so the tensors zeroed are the first m in parameter
+    order (m = how many norms are at or below the threshold), whatever their norms. On the
+    seed's McMahan CNN at 0.2 that is conv1's weight and bias and the first BN's weight.
 - `noise: gaussian | laplacian` (Zhu et al. 2019 sec. 5, "noisy gradients"): add i.i.d. noise of
   scale `noise_scale` (std for Gaussian, b for Laplace) to every entry.
 """
@@ -47,10 +51,16 @@ def prune_smallest(gradients: Gradients, ratio: float) -> Gradients:
 
 
 def prune_tensors(gradients: Gradients, ratio: float) -> Gradients:
-    """The seed's pruning: zero whole tensors whose norm is <= the norm at int(ratio * n)."""
+    """The seed's pruning, as its code runs: zero the first m tensors by list position.
+
+    m is the number of tensors whose gradient norm is at or below the norm at position
+    int(ratio * n) of the ascending order (the threshold the seed computed); the seed's loop
+    then indexed the unsorted list with positions of the sorted one.
+    """
     norms = [float(g.norm()) for g in gradients]
     threshold = sorted(norms)[int(len(norms) * ratio)]
-    return [torch.zeros_like(g) if n <= threshold else g.clone() for g, n in zip(gradients, norms)]
+    zeroed = sum(1 for n in norms if n <= threshold)
+    return [torch.zeros_like(g) if i < zeroed else g.clone() for i, g in enumerate(gradients)]
 
 
 def _gaussian(grad: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:

@@ -99,7 +99,7 @@ class TrialConfig:
     bn_mode: str = "eval"
     prune: str = "none"
     prune_ratio: float = 0.2
-    prune_mode: str = "entries"  # entries: smallest per tensor | tensors: whole, by norm (seed)
+    prune_mode: str = "entries"  # entries: smallest per tensor | tensors: the seed's code
     noise: str = "none"
     noise_scale: float = 0.0
     loss: str = "cosine"
