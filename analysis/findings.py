@@ -72,6 +72,7 @@ CONFIG_FIELDS = [name for name, _ in CONFIG_COLUMNS]
 # columns derived from config fields, used as comparison fields and as pairing keys
 DERIVED = ("family", "distribution", "network", "strength")
 VALUE = "psnr_mean"
+SCORES = ("psnr_mean", "psnr_raw_mean")  # what a verdict may be computed on
 SOURCES = {"family": ("init_method",), "distribution": ("init_method",), "network": ("model",),
            "strength": ("prune", "prune_ratio")}  # fmt: skip
 

@@ -169,8 +169,15 @@ def _load_sweeps(paths: list[str]) -> list[tuple[str, str, load.Trials]]:
     return loaded
 
 
-def build_report(paths: str | list[str], out: str | Path, *, png_scale: float = 1.5) -> Report:
-    """Load the sweep(s) at `paths`, write the report into `out`, return what was written."""
+def build_report(
+    paths: str | list[str],
+    out: str | Path,
+    *,
+    png_scale: float = 1.5,
+    score: str = findings.VALUE,
+) -> Report:
+    """Load the sweep(s) at `paths`, write the report into `out`, return what was written.
+    `score`: the column the findings test (one of `findings.SCORES`)."""
     paths = [paths] if isinstance(paths, str) else list(paths)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +187,7 @@ def build_report(paths: str | list[str], out: str | Path, *, png_scale: float = 
     for name, path, trials in loaded:
         frame = trials.frame
         part = SweepPart(name, path, counts(path, trials))
-        part.findings = findings.findings(frame)
+        part.findings = findings.findings(frame, value=score)
         part.protocol = findings.protocol_notes(frame)
         report.parts.append(part)
         frames.append(frame)

@@ -30,6 +30,7 @@ SCHEMA = pa.schema(
     [
         ("sweep", pa.string()),
         ("trial_key", pa.string()),
+        ("variant", pa.string()),  # the spec's variant the trial belongs to; null without variants
         ("status", pa.string()),
         ("error", pa.string()),
         *CONFIG_COLUMNS,
@@ -94,13 +95,14 @@ def make_row(
     result: TrialResult,
     *,
     sweep: str = "",
+    variant: str | None = None,
     host: str | None = None,
     node_id: str | None = None,
     attempt: int = 1,
     with_images: bool = True,
 ) -> dict[str, Any]:
     """One row of SCHEMA from a config and its result (image bytes only if `with_images`)."""
-    row: dict[str, Any] = {"sweep": sweep, "trial_key": config.trial_key}
+    row: dict[str, Any] = {"sweep": sweep, "trial_key": config.trial_key, "variant": variant}
     row.update(config.to_dict())
     for name in (
         "status",

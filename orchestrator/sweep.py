@@ -54,7 +54,7 @@ def attack_trainable(params: dict[str, Any]) -> None:
     from workloads.device import limit_gpu_memory
     from workloads.trial import run_trial
 
-    config = TrialConfig.from_dict(params["trial"])
+    config = TrialConfig.from_dict(params["trial"]["config"])
     store = SweepStore(params["store"])
     attempt = store.next_attempt(params["run"], config.trial_key)
     tune.report({"attempt": attempt, "pid": os.getpid(), "node_id": _node_id()})  # started
@@ -73,6 +73,7 @@ def attack_trainable(params: dict[str, Any]) -> None:
         config,
         result,
         sweep=params["sweep"],
+        variant=params["trial"]["variant"],
         host=socket.gethostname(),
         node_id=_node_id(),
         attempt=attempt,
@@ -427,7 +428,9 @@ def run_sweep(
     if compact_min_rows is None and os.environ.get("DLGSWEEP_COMPACT_MIN_ROWS"):
         compact_min_rows = int(os.environ["DLGSWEEP_COMPACT_MIN_ROWS"])
     command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) or "run_sweep"
-    trials = spec.trials()
+    labelled = spec.labelled_trials()
+    trials = [config for _, config in labelled]
+    variants = {config.trial_key: name for name, config in labelled if name}
     try:
         with SweepLease(store, command, warn=say) as lease:
             store.clear_staging()  # files of writers that died; no writer lives but ours
@@ -447,7 +450,7 @@ def run_sweep(
             compactor.run(frozenset(compactor.live))  # earlier runs' rows, if enough
             if pending:
                 _run_pending(
-                    spec, store, pending, len(trials), skipped, lease.run, compactor,
+                    spec, store, pending, variants, len(trials), skipped, lease.run, compactor,
                     address=address, num_cpus=num_cpus, num_gpus=num_gpus,
                     max_concurrent=max_concurrent, require_gpu=require_gpu,
                     callbacks=callbacks, say=say,
@@ -491,6 +494,7 @@ def _run_pending(
     spec: SweepSpec,
     store: SweepStore,
     pending: list,
+    variants: dict[str, str],
     total: int,
     skipped: int,
     run: str,
@@ -521,7 +525,10 @@ def _run_pending(
         say(f"[dlgsweep] {cluster.describe()}; {slots} trials at once")
         progress = SweepProgress(total, skipped, say)
         params = {
-            "trial": tune.grid_search([t.to_dict() for t in pending]),
+            # each trial with the variant it belongs to (null without variants: a row column)
+            "trial": tune.grid_search(
+                [{"config": t.to_dict(), "variant": variants.get(t.trial_key)} for t in pending]
+            ),
             "sweep": spec.name,
             "store": store.uri,
             "run": run,
@@ -556,7 +563,7 @@ def _run_pending(
 def _trial_name(trial: Any) -> str:
     from workloads.config import TrialConfig
 
-    return TrialConfig.from_dict(trial.config["trial"]).trial_key
+    return TrialConfig.from_dict(trial.config["trial"]["config"]).trial_key
 
 
 def _fit_resources(spec: SweepSpec, cluster: ClusterView, require_gpu: bool, say: Say) -> dict:
@@ -589,13 +596,19 @@ def _record_failures(grid: Any, spec: SweepSpec, store: SweepStore, say: Say) ->
     # died on every retry keeps that row
     statuses = store.statuses() if failed_results else {}
     for result in failed_results:
-        config = TrialConfig.from_dict(result.config["trial"])
+        config = TrialConfig.from_dict(result.config["trial"]["config"])
         if statuses.get(config.trial_key) in FINISHED:
             continue
         message = error_text(result.error)
         now = time.time()
         failed = TrialResult(status="error", error=message, started_at=now, finished_at=now)
-        row = make_row(config, failed, sweep=spec.name, attempt=spec.retries + 1)
+        row = make_row(
+            config,
+            failed,
+            sweep=spec.name,
+            variant=result.config["trial"]["variant"],
+            attempt=spec.retries + 1,
+        )
         if store.write_row(row) is None:
             continue  # the row made it before the failure: kept (write_row looks first)
         say(f"[dlgsweep] trial {config.trial_key} failed after {spec.retries} retries: {message}")

@@ -74,6 +74,33 @@ def test_reduced_presets_run_on_cpu(local_ray, results):
         assert row["grad_zero_fraction"] == pytest.approx(row["prune_ratio"], abs=0.01)
 
 
+def test_every_row_names_its_variant(local_ray, results):
+    spec = reduced("corrections", {"activation": ["sigmoid"]})
+    spec = dataclasses.replace(
+        spec, variants={k: spec.variants[k] for k in ("seed-protocol", "labels", "iterate")}
+    )
+    plain = dataclasses.replace(reduced("pruning-aware", {}), name="plain")
+    for sweep in (spec, plain):
+        outcome = run_sweep(sweep, str(results), say=lambda *_: None)
+        assert outcome.exit_code == 0, outcome
+
+    import pyarrow.dataset as ds
+
+    def read(name):
+        folder = results / name / "trials"
+        return ds.dataset(str(folder), format="parquet").to_table(
+            columns=["trial_key", "variant", "label_strategy", "iterate"]
+        ).to_pylist()
+
+    got = read(spec.name)
+    assert spec.variant_of() == {r["trial_key"]: r["variant"] for r in got}
+    assert {r["variant"] for r in got} == {"seed-protocol", "labels", "iterate"}
+    for r in got:  # the variant's overrides are the row's fields
+        assert (r["label_strategy"] == "idlg") == (r["variant"] == "labels")
+        assert (r["iterate"] == "best") == (r["variant"] == "iterate")
+    assert {r["variant"] for r in read("plain")} == {None}
+
+
 # fields and columns this engine added: a row written before them lacks them all
 NEW_FIELDS = (
     "image_choice", "image_norm", "init_scale", "prune_mode", "dummy_init", "iterate",

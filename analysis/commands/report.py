@@ -14,6 +14,8 @@ import argparse
 
 from workloads.errors import UserError
 
+SCORES = ("psnr_mean", "psnr_raw_mean")  # = analysis.findings.SCORES (no polars import here)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a sweep folder or URI, <results>/<sweep>; several: side by side",
     )  # fmt: skip
     parser.add_argument("--out", required=True, help="folder for index.html and the charts")
+    parser.add_argument(
+        "--score", default="psnr_mean", choices=SCORES,
+        help="the score the findings test: psnr_mean (clamped, matched; default) or "
+        "psnr_raw_mean (the seed study's: unclamped, unmatched)",
+    )  # fmt: skip
     parser.add_argument("--png-scale", type=float, default=1.5, help="PNG pixel scale (1.5)")
     parser.set_defaults(func=run)
 
@@ -34,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from analysis.report import build_report
 
     try:
-        report = build_report(args.sweeps, args.out, png_scale=args.png_scale)
+        report = build_report(
+            args.sweeps, args.out, png_scale=args.png_scale, score=args.score
+        )
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise UserError(str(exc)) from None
     drawn = [c for c in report.charts if not c.skipped]
