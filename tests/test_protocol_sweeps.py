@@ -88,9 +88,11 @@ def test_every_row_names_its_variant(local_ray, results):
 
     def read(name):
         folder = results / name / "trials"
-        return ds.dataset(str(folder), format="parquet").to_table(
-            columns=["trial_key", "variant", "label_strategy", "iterate"]
-        ).to_pylist()
+        return (
+            ds.dataset(str(folder), format="parquet")
+            .to_table(columns=["trial_key", "variant", "label_strategy", "iterate"])
+            .to_pylist()
+        )
 
     got = read(spec.name)
     assert spec.variant_of() == {r["trial_key"]: r["variant"] for r in got}

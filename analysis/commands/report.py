@@ -41,9 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from analysis.report import build_report
 
     try:
-        report = build_report(
-            args.sweeps, args.out, png_scale=args.png_scale, score=args.score
-        )
+        report = build_report(args.sweeps, args.out, png_scale=args.png_scale, score=args.score)
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise UserError(str(exc)) from None
     drawn = [c for c in report.charts if not c.skipped]
