@@ -48,6 +48,7 @@ th { background: #f4f4f4; }
 .verdict-supported { color: #0a6b16; font-weight: 600; }
 .verdict-contradicted { color: #a11; font-weight: 600; }
 .verdict-inconclusive { color: #8a6d00; font-weight: 600; }
+.verdict-mixed { color: #8e3fb0; font-weight: 600; }
 .verdict-not-enough-data { color: #777; font-weight: 600; }
 .gallery img { image-rendering: pixelated; height: 96px; }
 .note { color: #555; }
@@ -59,15 +60,21 @@ details { margin: 0.3rem 0; }
 READING = """<p class='note'>How to read a verdict. Each claim is tested within the strata it speaks
 of (say, per network and batch size at prune none) on matched pairs of trials (equal in every
 config field but the compared one, seed included), and the effect is averaged per seed: the
-interval is a 95% Student-t interval over seeds, the independent replicates.
-<span class='verdict-supported'>supported</span>: the interval lies on the claimed side of zero
-(or of the margin); <span class='verdict-contradicted'>contradicted</span>: it lies wholly on
-the other side; <span class='verdict-inconclusive'>inconclusive</span>: it straddles the
-boundary, with the smallest effect these seeds could detect (80% power) and the seeds a decision
-would need at the observed effect; <span class='verdict-not-enough-data'>not enough data</span>:
-fewer than 2 seeds or a level missing. Equivalence claims ("no big variation", "low effect") and
-"big effect"/"defends" use a margin of {margin:g} dB. Per-stratum verdicts (details) are
-descriptive, unadjusted for multiplicity.</p>"""
+interval is a 95% Student-t interval over seeds, the independent replicates. Only seeds complete
+in every cell a claim averages over enter its estimate (left-out seeds, unmatched trials and
+trials without a score are counted in the evidence), and the headline is the equal-weight mean
+over strata. <span class='verdict-supported'>supported</span>: the data carry the claim at 5%;
+<span class='verdict-contradicted'>contradicted</span>: they carry its opposite;
+<span class='verdict-mixed'>mixed</span>: strata (or the levels of an axis averaged over)
+decisively disagree: it holds for some and is contradicted for others, named;
+<span class='verdict-inconclusive'>inconclusive</span>: neither, with the smallest effect these
+seeds could decide (80% power) and the seeds a decision would need at the observed effect;
+<span class='verdict-not-enough-data'>not enough data</span>: fewer than 2 complete seeds or a
+level missing. Margin and equivalence claims ("big effect", "defends", "no big variation", "low
+effect"; margin {margin:g} dB, equivalence by TOST) must hold in every stratum; directional
+claims are decided on the main effect, guarded by a per-stratum check (Bonferroni over strata).
+Every verdict here is computed on <b>{score}</b>. Holm: does the verdict survive adjusting for
+all the claims decided in this column? Per-stratum verdicts (details) are descriptive.</p>"""
 
 
 @dataclass
@@ -102,6 +109,7 @@ class Report:
     gallery_rows: int = 0
     gallery_groups: int = 0
     explorer_rows: int = 0
+    score: str = "psnr_mean"  # what the findings were computed on
 
     @property
     def sweep(self) -> str:
@@ -182,7 +190,7 @@ def build_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = _load_sweeps(paths)
-    report = Report(out=out, parts=[])
+    report = Report(out=out, parts=[], score=score)
     frames = []
     for name, path, trials in loaded:
         frame = trials.frame
@@ -455,6 +463,15 @@ def _verdict_cell(f: findings.Finding) -> str:
     est = f.estimate
     if est is not None and est.n:
         lines.append(html.escape(est.text(f.unit)))
+    if f.decided_by:
+        lines.append(f"<span class='note'>decided by {html.escape(f.decided_by)}</span>")
+    if f.holds and f.against and f.verdict == findings.MIXED:
+        lines.append(
+            f"<span class='note'>holds for {html.escape('; '.join(f.holds))}; contradicted for "
+            f"{html.escape('; '.join(f.against))}</span>"
+        )
+    if f.holm:
+        lines.append(f"<span class='note'>Holm: {f.holm}</span>")
     if f.seeds_needed is not None:
         needed = f.seeds_needed if f.seeds_needed <= 1000 else "> 1000"
         lines.append(f"<span class='note'>detectable {f.detectable:.1f} {f.unit}; "
@@ -463,19 +480,22 @@ def _verdict_cell(f: findings.Finding) -> str:
 
 
 def _strata_table(f: findings.Finding) -> str:
-    if not f.strata:
+    if not f.strata and not f.levels:
         return ""
     rows = "".join(
         f"<tr><td>{html.escape(s.label)}</td><td>{html.escape(s.estimate.text(f.unit))}</td>"
         f"<td class='verdict-{s.verdict.replace(' ', '-')}'>{s.verdict}</td></tr>"
-        for s in f.strata
+        for s in (*f.strata, *f.levels)
     )
-    head = "<tr><th>stratum</th><th>effect over seeds</th><th>verdict</th></tr>"
+    head = (
+        "<tr><th>stratum (or level averaged over)</th><th>effect over seeds</th>"
+        "<th>verdict</th></tr>"
+    )
     return f"<table class='small'>{head}{rows}</table>"
 
 
 def findings_html(parts: list[SweepPart]) -> str:
-    """The claims table: one verdict column per sweep, the evidence in details below it."""
+    """The claims table: one verdict column per sweep (or variant), evidence in details below."""
     if not parts:
         return ""
     head = "".join(f"<th>{html.escape(p.name)}</th>" for p in parts)
@@ -483,15 +503,16 @@ def findings_html(parts: list[SweepPart]) -> str:
     for i, first in enumerate(parts[0].findings):
         cells = "".join(f"<td>{_verdict_cell(p.findings[i])}</td>" for p in parts)
         rows.append(
-            f"<tr><td>{html.escape(first.claim)}</td><td class='small'>{html.escape(first.test)}"
-            f"</td>{cells}</tr>"
+            f"<tr><td>{html.escape(first.claim)} <span class='note'>({first.key})</span></td>"
+            f"<td class='small'>{html.escape(first.test)}</td>{cells}</tr>"
         )
     rows.append("</table>")
     details = []
     for p in parts:
         items = "".join(
             f"<details><summary>{html.escape(f.claim)}: <span class='verdict-"
-            f"{f.verdict.replace(' ', '-')}'>{f.verdict}</span> (n={f.n} seeds)</summary>"
+            f"{f.verdict.replace(' ', '-')}'>{f.verdict}</span> (n={f.n} seeds, "
+            f"{html.escape(f.score)})</summary>"
             f"<p class='small'>{html.escape(f.evidence)}</p>{_strata_table(f)}</details>"
             for f in p.findings
         )
@@ -567,7 +588,7 @@ def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None =
         + protocol_html(report.parts)
         + "</section>",
         "<section id='findings'><h2>Findings: the seed's claims against our data</h2>"
-        + READING.format(margin=findings.MARGIN_DB)
+        + READING.format(margin=findings.MARGIN_DB, score=report.score)
         + findings_html(report.parts)
         + "</section>",
         "<section><h2>Counts</h2>" + counts_html(report) + "</section>",

@@ -118,91 +118,263 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return diff, diff - half, diff + half
 
 
-def _power_factor(n: int) -> float:
-    """(t(0.975, n-1) + t(0.80, n-1)) / sqrt(n): detectable effect per unit of sd."""
-    return float((_stats.t.ppf(0.5 + LEVEL / 2, n - 1) + _stats.t.ppf(POWER, n - 1)) / math.sqrt(n))
+# -- replicate-level estimates and the decision rules (analysis.findings) ---------------------
+
+ALPHA = 1 - LEVEL  # every decision: a 5% test on the two-sided scale (2.5% each side)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """An effect measured once per independent replicate: mean, 95% t-interval, n, sd."""
+    """An effect measured once per independent replicate (seed): the values, their mean, the
+    95% t-interval over them, n and sd. Jackknife estimates carry their pseudo-values, so the
+    same t machinery (statsmodels' DescrStatsW) gives their interval and tests."""
 
-    mean: float
-    low: float
-    high: float
-    n: int
-    sd: float
+    values: tuple[float, ...]
 
     @classmethod
     def of(cls, values: np.ndarray | list[float]) -> Estimate:
-        sample = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-        mean, low, high, n = interval(sample.tolist())
-        sd = float(sample.std(ddof=1)) if n >= 2 else math.nan
-        return cls(mean, low, high, n, sd)
+        return cls(tuple(float(v) for v in values if v is not None and math.isfinite(v)))
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def sd(self) -> float:
+        return float(np.std(self.values, ddof=1)) if self.n >= 2 else math.nan
+
+    @property
+    def low(self) -> float:
+        return self._bounds[0]
+
+    @property
+    def high(self) -> float:
+        return self._bounds[1]
+
+    @property
+    def _bounds(self) -> tuple[float, float]:
+        if self.n < 2:
+            return math.nan, math.nan
+        half = float(t_quantile(self.n)) * self.sd / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
 
     @property
     def enough(self) -> bool:
-        return self.n >= MIN_REPLICATES and not math.isnan(self.low)
+        return self.n >= MIN_REPLICATES
 
-    @property
-    def detectable(self) -> float:
-        """The smallest |effect| these replicates detect with 80% power (NaN below 2)."""
-        if self.n < 2 or math.isnan(self.sd):
+    def p_above(self, bound: float) -> float:
+        """One-sided p of "the mean is above `bound`" (a t-test over the replicates)."""
+        if not self.enough:
             return math.nan
-        return _power_factor(self.n) * self.sd
+        if self.sd == 0:  # identical replicates: decided by where they lie
+            return 0.0 if self.mean > bound else 1.0
+        from statsmodels.stats.weightstats import DescrStatsW
 
-    def replicates_needed(self, gap: float) -> int | None:
-        """Replicates for the interval to clear a boundary `gap` away from the estimate with 80%
-        power, at this sd; None when it cannot be said (no sd, or the estimate on the boundary)."""
-        if math.isnan(self.sd) or not math.isfinite(gap) or gap <= 0:
-            return None
+        return float(DescrStatsW(np.asarray(self.values)).ttest_mean(bound, "larger")[1])
+
+    def p_below(self, bound: float) -> float:
+        return self._flip().p_above(-bound)
+
+    def _flip(self) -> Estimate:
+        return Estimate(tuple(-v for v in self.values))
+
+    def p_within(self, margin: float) -> float:
+        """TOST p (statsmodels) of "the mean lies within +-margin"."""
+        if not self.enough:
+            return math.nan
         if self.sd == 0:
-            return MIN_REPLICATES
-        for n in range(2, MAX_REPLICATES_ADVISED + 1):
-            if _power_factor(n) * self.sd <= gap:
-                return n
-        return MAX_REPLICATES_ADVISED + 1
+            return 0.0 if abs(self.mean) < margin else 1.0
+        from statsmodels.stats.weightstats import DescrStatsW
+
+        return float(DescrStatsW(np.asarray(self.values)).ttost_mean(-margin, margin)[0])
 
     def text(self, unit: str = "dB") -> str:
         if self.n == 0:
             return "no replicates"
-        if math.isnan(self.low):
+        if self.n < 2:
             return f"{self.mean:+.2f} {unit} (n={self.n}, no interval)"
         return f"{self.mean:+.2f} {unit} [95% CI {self.low:+.2f}, {self.high:+.2f}] (n={self.n})"
 
 
-def decide_sign(estimate: Estimate, sign: int) -> tuple[str, float]:
-    """Claim: the effect is below zero (sign -1) or above (+1). (verdict, gap to the boundary)."""
-    if not estimate.enough:
-        return NOT_ENOUGH, math.nan
-    low, high = (estimate.low, estimate.high) if sign > 0 else (-estimate.high, -estimate.low)
-    if low > 0:
-        return SUPPORTED, abs(estimate.mean)
-    if high < 0:
-        return CONTRADICTED, abs(estimate.mean)
-    return INCONCLUSIVE, abs(estimate.mean)
+def jackknife(statistic: float, leave_one_out: list[float]) -> Estimate:
+    """The delete-one-replicate jackknife as an Estimate of pseudo-values: their mean is the
+    bias-corrected statistic, their t-interval the jackknife interval (Efron & Stein 1981)."""
+    n = len(leave_one_out)
+    if n < 2 or not math.isfinite(statistic):
+        return Estimate.of([statistic] if math.isfinite(statistic) else [])
+    return Estimate.of([n * statistic - (n - 1) * loo for loo in leave_one_out])
 
 
-def decide_exceeds(estimate: Estimate, margin: float) -> tuple[str, float]:
-    """Claim: the effect is above `margin` (a "big" effect)."""
-    if not estimate.enough:
-        return NOT_ENOUGH, math.nan
-    gap = abs(estimate.mean - margin)
-    if estimate.low > margin:
-        return SUPPORTED, gap
-    if estimate.high < margin:
-        return CONTRADICTED, gap
-    return INCONCLUSIVE, gap
+# -- power: statsmodels' noncentral t for one-sided tests, an exact integral for TOST ----------
 
 
-def decide_equivalent(estimate: Estimate, margin: float) -> tuple[str, float]:
-    """Claim: the effect lies within +-margin (an equivalence test: the 95% interval inside the
-    margin; contradicted when the interval lies wholly outside it)."""
-    if not estimate.enough:
-        return NOT_ENOUGH, math.nan
-    gap = abs(margin - abs(estimate.mean))
-    if -margin < estimate.low and estimate.high < margin:
-        return SUPPORTED, gap
-    if estimate.low >= margin or estimate.high <= -margin:
-        return CONTRADICTED, gap
-    return INCONCLUSIVE, gap
+def _one_sided_power() -> object:
+    from statsmodels.stats.power import TTestPower
+
+    return TTestPower()
+
+
+def detectable_shift(n: int, sd: float, alpha: float = ALPHA / 2, power: float = POWER) -> float:
+    """The smallest shift past a boundary that a one-sided level-`alpha` t-test over `n`
+    replicates of this sd detects with `power` (statsmodels TTestPower: noncentral t)."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0
+    d = _one_sided_power().solve_power(
+        effect_size=None, nobs=n, alpha=alpha, power=power, alternative="larger"
+    )
+    return float(d) * sd
+
+
+def one_sided_n(gap: float, sd: float, alpha: float = ALPHA / 2, power: float = POWER) -> int:
+    """Replicates for a one-sided level-`alpha` t-test to detect `gap` with `power`."""
+    if gap <= 0 or not math.isfinite(sd) or not math.isfinite(gap):
+        return MAX_REPLICATES_ADVISED + 1
+    if sd == 0:
+        return MIN_REPLICATES
+    if detectable_shift(MAX_REPLICATES_ADVISED, sd, alpha, power) > gap:
+        return MAX_REPLICATES_ADVISED + 1
+    n = _one_sided_power().solve_power(
+        effect_size=gap / sd, nobs=None, alpha=alpha, power=power, alternative="larger"
+    )
+    return max(MIN_REPLICATES, math.ceil(float(np.atleast_1d(n)[0]) - 1e-9))
+
+
+def tost_power(mu: float, sd: float, n: int, margin: float, alpha: float = ALPHA) -> float:
+    """Exact power of the one-sample TOST (level alpha) within +-margin at true mean `mu`:
+    the probability over the sample sd (chi-square) that the 1 - 2 alpha interval of the mean
+    falls inside the margin. statsmodels has TOST power for proportions and rates, not for t."""
+    from scipy.special import ndtr
+
+    if n < 2 or not math.isfinite(sd) or margin <= 0:
+        return math.nan
+    if sd == 0:
+        return 1.0 if abs(mu) < margin else 0.0
+    tc = float(_stats.t.ppf(1 - alpha, n - 1))
+    se = sd / math.sqrt(n)
+    df = n - 1
+    v_max = df * (margin / (tc * se)) ** 2  # beyond it the interval is wider than the margin
+    low, high = _stats.chi2.ppf([1e-12, 1 - 1e-12], df)  # where chi2(df) has its mass
+    if v_max <= low:
+        return 0.0
+    # v = (n-1) s^2 / sd^2 ~ chi2(n-1); Gauss-Legendre over [low, min(v_max, high)]
+    nodes, weights = _GAUSS
+    a, b = low, min(v_max, high)
+    v = a + (b - a) * (nodes + 1) / 2
+    half = np.maximum(margin - tc * se * np.sqrt(v / df), 0.0)
+    inside = ndtr((half - mu) / se) - ndtr((-half - mu) / se)
+    return float(np.sum(weights * inside * _stats.chi2.pdf(v, df)) * (b - a) / 2)
+
+
+_GAUSS = np.polynomial.legendre.leggauss(256)
+
+
+def tost_margin(n: int, sd: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The narrowest margin n replicates of this sd show equivalence within, with `power`,
+    when the true effect is 0."""
+    from scipy import optimize
+
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0
+    high = sd
+    while tost_power(0.0, sd, n, high, alpha) < power:
+        high *= 2
+    gap = lambda m: tost_power(0.0, sd, n, m, alpha) - power  # noqa: E731
+    return float(optimize.brentq(gap, sd * 1e-9, high))
+
+
+def tost_n(mu: float, sd: float, margin: float, alpha: float = ALPHA, power: float = POWER) -> int:
+    """Replicates for the TOST to show |mean| < margin with `power` at true mean `mu`."""
+    if abs(mu) >= margin or not math.isfinite(sd):
+        return MAX_REPLICATES_ADVISED + 1
+    if tost_power(mu, sd, MAX_REPLICATES_ADVISED, margin, alpha) < power:
+        return MAX_REPLICATES_ADVISED + 1
+    low, high = MIN_REPLICATES, MAX_REPLICATES_ADVISED  # power grows with n: bisect
+    while low < high:
+        mid = (low + high) // 2
+        if tost_power(mu, sd, mid, margin, alpha) >= power:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+# -- decision rules ---------------------------------------------------------------------------
+
+KINDS = ("less", "greater", "exceeds", "equivalent", "nonzero")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How an estimate decides a claim. less/greater: the effect is below/above 0; exceeds:
+    above +margin (a "big" effect); equivalent: within +-margin (TOST); nonzero: away from 0
+    (contradicted when demonstrably within +-margin). Every decision is a 5% test on the
+    two-sided scale: one-sided tests at 2.5% (the 95% interval clears the boundary), TOST at
+    5% each side (the 90% interval inside the margin)."""
+
+    kind: str
+    margin: float = 0.0
+
+    def p_values(self, est: Estimate) -> tuple[float, float]:
+        """(p for the claim, p against it), each to compare with ALPHA."""
+        m = self.margin
+        if self.kind in ("less", "greater", "exceeds"):
+            bound = m if self.kind == "exceeds" else 0.0
+            above, below = est.p_above(bound), est.p_below(bound)
+            claim, against = (below, above) if self.kind == "less" else (above, below)
+            return min(1.0, 2 * claim), min(1.0, 2 * against)
+        outside = min(1.0, 2 * min(est.p_above(m), est.p_below(-m)))
+        if self.kind == "equivalent":
+            return est.p_within(m), outside
+        away = min(1.0, 2 * min(est.p_above(0.0), est.p_below(0.0)))
+        return away, est.p_within(m)  # nonzero
+
+    def decide(self, est: Estimate, alpha: float = ALPHA) -> tuple[str, float]:
+        """(verdict, p of the verdict reached; for inconclusive, p for the claim)."""
+        if not est.enough:
+            return NOT_ENOUGH, math.nan
+        claim, against = self.p_values(est)
+        if claim < alpha:
+            return SUPPORTED, claim
+        if against < alpha:
+            return CONTRADICTED, against
+        return INCONCLUSIVE, claim
+
+    def detectable(self, est: Estimate) -> float:
+        """The smallest effect these replicates decide with 80% power: past the boundary for
+        one-sided claims; for equivalence, the narrowest margin provable at a true effect of 0."""
+        if not est.enough:
+            return math.nan
+        if self.kind == "equivalent":
+            return tost_margin(est.n, est.sd)
+        alpha = ALPHA if self.kind == "nonzero" else ALPHA / 2
+        return detectable_shift(est.n, est.sd, alpha)
+
+    def seeds_needed(self, est: Estimate) -> int | None:
+        """Replicates for a decision (either way) at the observed effect and sd, 80% power."""
+        if not est.enough or not math.isfinite(est.sd):
+            return None
+        mean, m = est.mean, self.margin
+        if self.kind == "equivalent" and abs(mean) < m:
+            return tost_n(mean, est.sd, m)
+        if self.kind == "nonzero" and abs(mean) < m:  # toward "flat" or toward non-zero
+            return min(tost_n(mean, est.sd, m), one_sided_n(abs(mean), est.sd, ALPHA / 2))
+        bound = {"exceeds": m, "equivalent": m if mean > 0 else -m}.get(self.kind, 0.0)
+        return one_sided_n(abs(mean - bound), est.sd)
+
+    def test(self, diff: str, unit: str = "dB") -> str:
+        m = f"{self.margin:g}"
+        return {
+            "less": f"{diff} < 0 {unit}",
+            "greater": f"{diff} > 0 {unit}",
+            "exceeds": f"{diff} > {m} {unit}",
+            "equivalent": f"|{diff}| < {m} {unit}",
+            "nonzero": f"{diff} != 0 {unit} (flat: within +-{m})",
+        }[self.kind]

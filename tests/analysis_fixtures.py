@@ -17,13 +17,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 
+from analysis.synthetic import synthetic_frame  # noqa: F401  (re-exported for the tests)
 from workloads.config import TrialConfig
 from workloads.trial import run_trial
 
@@ -295,37 +294,3 @@ class Browser:
 
 
 # -- synthetic frames for the fast tests ---------------------------------------------------------
-
-
-def synthetic_frame(
-    grid: dict[str, list],
-    psnr: Callable[[dict], float],
-    seeds: Iterable[int] = (0, 1, 2),
-    noise_sd: float = 0.5,
-    extra: Callable[[dict], dict] | None = None,
-) -> pl.DataFrame:
-    """Rows shaped like the sink's (every config field, its default unless `grid` varies it):
-    PSNR = psnr(config) + N(0, noise_sd) drawn from a per-trial seeded generator."""
-    import hashlib
-    import json as _json
-
-    import numpy as np
-
-    defaults = TrialConfig().to_dict()
-    rows = []
-    axes = list(grid)
-    for values in itertools.product(*(grid[a] for a in axes)):
-        for seed in seeds:
-            config = {**defaults, **dict(zip(axes, values)), "seed": seed}
-            blob = _json.dumps(config, sort_keys=True, default=str).encode()
-            key = hashlib.sha256(blob).hexdigest()[:16]
-            rng = np.random.default_rng(int(key, 16) % 2**32)
-            row = {
-                **config, "sweep": "synthetic", "trial_key": key, "status": "ok", "error": None,
-                "psnr_mean": float(psnr(config) + rng.normal(0, noise_sd)),
-                "label_accuracy": 1.0, "grad_zero_fraction": 0.1,
-            }  # fmt: skip
-            if extra:
-                row.update(extra(config))
-            rows.append(row)
-    return pl.DataFrame(rows, infer_schema_length=None)

@@ -1,0 +1,318 @@
+"""From units to a verdict: balanced by construction, decided per stratum, combined once.
+
+Every part of a claim (a comparison, a slope, a spread) yields units: one effect per matched
+pair or group, with its seed and the cell it measures (the claim's strata and the axes it
+averages over). From them:
+
+- Balance. A seed enters an estimate only if it has every cell the estimate averages over, so
+  a seed missing a stratum (its pruned-Sigmoid trials errored, say) never turns the estimate
+  into another one (ReLU only). Left-out seeds are counted in the evidence.
+- Estimates. Per stratum: per complete seed, the mean over the stratum's cells; the 95% t
+  interval over seeds. Headline: per seed complete in every cell, the equal-weight mean over
+  strata (each stratum the mean of its cells), so it means the same whatever is missing.
+  Per level of each averaged-over axis: the same, within that level.
+- Verdicts (the two ways of combining, by kind of claim):
+  * equivalence and margin claims ("no big variation", "low effect", "big effect",
+    "defends") hold only where they hold in every stratum: intersection-union, each stratum at
+    the full 5% level (Berger 1982: no adjustment needed). A stratum that contradicts decides
+    "contradicted" (unless another supports: "mixed").
+  * directional claims (ReLU < Sigmoid, each step of the order, the slopes, the spread) are
+    about the average effect: the equal-weight main effect decides, at 5%, and a heterogeneity
+    check guards it: a stratum (or a level of an averaged-over axis) decisively on the other
+    side makes the verdict "mixed", never supported or contradicted.
+  "Decisively" for the guard means at 5% Bonferroni-adjusted over the strata and levels
+  checked, so that noise across many strata does not manufacture a "mixed". A repeated
+  measures ANOVA over seeds (statsmodels AnovaRM) tests whether the strata (and each averaged
+  axis) differ at all and names the axis the effect depends on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from analysis.findings.rows import SOURCES, levels_text
+from analysis.stats import (
+    ALPHA,
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NOT_ENOUGH,
+    SUPPORTED,
+    Estimate,
+    Rule,
+)
+
+MIXED = "mixed"
+INTERSECTION_UNION = ("exceeds", "equivalent")  # hold only where they hold in every stratum
+
+
+@dataclass(frozen=True)
+class Stratum:
+    label: str  # "network=mcmahan, batch_size=1" or, for an averaged axis, "activation=relu"
+    estimate: Estimate
+    verdict: str  # at the full level (descriptive)
+    p: float = math.nan  # of that verdict
+    axis: str = ""  # set for the levels of an averaged-over axis
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One part of a claim, measured and decided."""
+
+    rule: Rule
+    headline: Estimate
+    strata: tuple[Stratum, ...] = ()
+    levels: tuple[Stratum, ...] = ()  # per level of each averaged-over axis
+    pooled: tuple[str, ...] = ()  # "batch_size (1, 2)"
+    units: int = 0
+    what: str = "matched pairs"
+    cells: int = 0
+    left_out: tuple[str, ...] = ()
+    heterogeneity: tuple[str, ...] = ()  # "strata differ: F(3, 9) = 14.2, p = 0.001"
+    verdict: str = NOT_ENOUGH
+    p: float = math.nan
+    holds: tuple[str, ...] = ()  # strata / levels decisively supporting
+    against: tuple[str, ...] = ()  # ... and contradicting
+    decided_by: str = ""  # what decides the verdict, when not the headline
+    deciding: Estimate | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def overall(self) -> Estimate:
+        return self.headline
+
+
+def _matrix(cells: pl.DataFrame, cell_cols: list[str]) -> tuple[np.ndarray, list, list[tuple]]:
+    """(M[seed, cell] with NaN where missing, seeds, cell tuples)."""
+    seeds = sorted(cells["seed"].unique().to_list(), key=lambda s: (s is None, s))
+    ids = (
+        sorted(set(cells.select(cell_cols).iter_rows()), key=lambda t: tuple(map(str, t)))
+        if cell_cols
+        else [()]
+    )
+    index = {c: j for j, c in enumerate(ids)}
+    row = {s: i for i, s in enumerate(seeds)}
+    matrix = np.full((len(seeds), len(ids)), np.nan)
+    for record in cells.iter_rows(named=True):
+        cell = tuple(record[c] for c in cell_cols)
+        matrix[row[record["seed"]], index[cell]] = record["effect"]
+    return matrix, seeds, ids
+
+
+def _balanced(matrix: np.ndarray, groups: list[list[int]]) -> tuple[Estimate, np.ndarray]:
+    """Per seed complete in every column of every group: the equal-weight mean over groups of
+    the mean over each group's columns. (estimate, mask of the complete seeds)."""
+    columns = sorted({j for g in groups for j in g})
+    complete = ~np.isnan(matrix[:, columns]).any(axis=1) if columns else np.zeros(0, bool)
+    if not complete.any():
+        return Estimate.of([]), complete
+    per_group = np.stack([matrix[complete][:, g].mean(axis=1) for g in groups], axis=1)
+    return Estimate.of(per_group.mean(axis=1).tolist()), complete
+
+
+def _label(names: Sequence[str], values: Sequence) -> str:
+    return ", ".join(f"{n}={v}" for n, v in zip(names, values))
+
+
+def assess(
+    units: pl.DataFrame,
+    strata: Sequence[str],
+    rule: Rule,
+    what: str = "matched pairs",
+    notes: Sequence[str] = (),
+) -> Assessment:
+    """Balance, estimate and decide one part of a claim from its units (seed, effect, keys)."""
+    if units.is_empty() or "seed" not in units.columns:
+        return Assessment(rule, Estimate.of([]), what=what, notes=tuple(notes))
+    units = units.filter(pl.col("effect").is_not_null() & pl.col("effect").is_finite())
+    strata = [s for s in strata if s in units.columns]
+    varying = [
+        c for c in units.columns
+        if c not in ("seed", "effect", *strata) and units[c].n_unique() > 1
+    ]  # fmt: skip
+    shown = [c for c in varying if not (c in SOURCES and set(SOURCES[c]) & set(varying))]
+    pooled = tuple(f"{c} ({levels_text(units[c].unique().to_list())})" for c in shown)
+    cell_cols = [*strata, *varying]
+    cells = units.group_by([*cell_cols, "seed"]).agg(pl.col("effect").mean())
+    matrix, seeds, ids = _matrix(cells, cell_cols)
+    k = len(strata)
+
+    def groups_of(columns: list[int]) -> list[list[int]]:  # the strata among these columns
+        by: dict[tuple, list[int]] = {}
+        for j in columns:
+            by.setdefault(ids[j][:k], []).append(j)
+        return list(by.values())
+
+    headline, complete = _balanced(matrix, groups_of(list(range(len(ids)))))
+    left_out = _left_out(matrix, seeds, complete, "")
+    found = []
+    if strata:
+        by_stratum: dict[tuple, list[int]] = {}
+        for j, cell in enumerate(ids):
+            by_stratum.setdefault(cell[:k], []).append(j)
+        for key, columns in by_stratum.items():
+            estimate, done = _balanced(matrix, [columns])
+            found.append(Stratum(_label(strata, key), estimate, *rule.decide(estimate)))
+            left_out += _left_out(matrix[:, columns], seeds, done, _label(strata, key))
+    levels = []
+    for i, axis in enumerate(varying):
+        if axis not in shown:
+            continue
+        by_level: dict = {}
+        for j, cell in enumerate(ids):
+            by_level.setdefault(cell[k + i], []).append(j)
+        for level, columns in sorted(by_level.items(), key=lambda kv: str(kv[0])):
+            estimate, _ = _balanced(matrix, groups_of(columns))
+            levels.append(Stratum(f"{axis}={level}", estimate, *rule.decide(estimate), axis=axis))
+    hetero = _heterogeneity(matrix[complete], ids, strata, varying, shown)
+    return _decide(
+        Assessment(
+            rule, headline, tuple(found), tuple(levels), pooled, units.height, what, len(ids),
+            tuple(dict.fromkeys(left_out)), hetero, notes=tuple(notes),
+        )
+    )  # fmt: skip
+
+
+def _left_out(matrix: np.ndarray, seeds: list, complete: np.ndarray, where: str) -> list[str]:
+    lost = [s for s, ok in zip(seeds, complete) if not ok]
+    if not lost:
+        return []
+    gaps = int(np.isnan(matrix[~complete]).sum())
+    place = f" in {where}" if where else ""
+    return [
+        f"{len(lost)} of {len(seeds)} seeds left out{place} (seed {levels_text(lost)}: "
+        f"{gaps} of {matrix.shape[1] * len(lost)} cells missing)"
+    ]
+
+
+def _heterogeneity(
+    matrix: np.ndarray, ids: list[tuple], strata: list[str], varying: list[str], shown: list[str]
+) -> tuple[str, ...]:
+    """Repeated-measures ANOVA (seeds as subjects) of the effect on the strata, and on each
+    averaged-over axis: does the effect depend on it? Only on complete, balanced seeds."""
+    if matrix.shape[0] < 2 or len(ids) < 2:
+        return ()
+    import pandas  # statsmodels' AnovaRM takes a pandas frame
+    from statsmodels.stats.anova import AnovaRM
+
+    names = [*strata, *varying]
+    out = []
+    tests = ([("strata", list(range(len(strata))))] if len(strata) else []) + [
+        (axis, [len(strata) + i]) for i, axis in enumerate(varying) if axis in shown
+    ]
+    for what, positions in tests:
+        key = [tuple(cell[p] for p in positions) for cell in ids]
+        if len(set(key)) < 2:
+            continue
+        records = [
+            {"seed": s, "factor": str(key[j]), "effect": matrix[s, j]}
+            for s in range(matrix.shape[0])
+            for j in range(len(ids))
+        ]
+        frame = pandas.DataFrame(records)
+        try:
+            table = AnovaRM(frame, "effect", "seed", within=["factor"], aggregate_func="mean")
+            row = table.fit().anova_table.iloc[0]
+        except ValueError:
+            continue
+        f, df1, df2, p = row["F Value"], row["Num DF"], row["Den DF"], row["Pr > F"]
+        if not math.isfinite(p) or p >= ALPHA:
+            continue
+        label = "strata differ" if what == "strata" else f"depends on {names[positions[0]]}"
+        out.append(f"{label}: F({df1:g}, {df2:g}) = {f:.1f}, p = {p:.2g}")
+    return tuple(out)
+
+
+def _decide(a: Assessment) -> Assessment:
+    """The part's verdict from its headline, strata and levels (see the module docstring).
+
+    Disagreement is looked for among the strata, and among the levels of each averaged-over
+    axis (not between a stratum and a level: a stratum's "holds" averages over that axis)."""
+    from dataclasses import replace
+
+    rule, checks = a.rule, [*a.strata, *a.levels]
+    adjusted = ALPHA / max(1, len(checks))
+    decisive = {s.label: rule.decide(s.estimate, adjusted) for s in checks}
+    p_adj = {k: min(1.0, p * len(checks)) for k, (v, p) in decisive.items() if v != NOT_ENOUGH}
+    groups = [list(a.strata)] + [
+        [s for s in a.levels if s.axis == axis] for axis in dict.fromkeys(s.axis for s in a.levels)
+    ]
+    holds = tuple(s.label for s in checks if decisive[s.label][0] == SUPPORTED)
+    against = tuple(s.label for s in checks if decisive[s.label][0] == CONTRADICTED)
+    split = [
+        g for g in groups
+        if {decisive[s.label][0] for s in g} >= {SUPPORTED, CONTRADICTED}
+    ]  # fmt: skip
+    out = replace(a, holds=holds, against=against)
+    if not a.headline.enough:
+        short = [s.label for s in a.strata if not s.estimate.enough]
+        why = f"fewer than 2 complete seeds in {'; '.join(short)}" if short else ""
+        return replace(out, verdict=NOT_ENOUGH, decided_by=why)
+    if split:
+        group = split[0]
+        yes = min(p_adj[s.label] for s in group if decisive[s.label][0] == SUPPORTED)
+        no = min(p_adj[s.label] for s in group if decisive[s.label][0] == CONTRADICTED)
+        labels = {s.label for s in group}
+        return replace(
+            out, verdict=MIXED, p=max(yes, no),
+            holds=tuple(h for h in holds if h in labels),
+            against=tuple(c for c in against if c in labels),
+        )  # fmt: skip
+    if rule.kind in INTERSECTION_UNION and a.strata:
+        short = [s for s in a.strata if not s.estimate.enough]
+        if short:
+            return replace(out, verdict=NOT_ENOUGH, decided_by=short[0].label)
+        if against:
+            worst = min(against, key=lambda label: p_adj[label])
+            return replace(
+                out, verdict=CONTRADICTED, p=p_adj[worst], decided_by=worst,
+                deciding=_estimate_of(a, worst),
+            )  # fmt: skip
+        if all(s.verdict == SUPPORTED for s in a.strata):
+            weakest = max(a.strata, key=lambda s: s.p)
+            return replace(
+                out, verdict=SUPPORTED, p=weakest.p, decided_by=weakest.label,
+                deciding=weakest.estimate,
+            )  # fmt: skip
+        weakest = max(a.strata, key=lambda s: rule.p_values(s.estimate)[0])
+        return replace(
+            out, verdict=INCONCLUSIVE, p=rule.p_values(weakest.estimate)[0],
+            decided_by=weakest.label, deciding=weakest.estimate,
+        )  # fmt: skip
+    verdict, p = rule.decide(a.headline)
+    if (verdict == SUPPORTED and against) or (verdict == CONTRADICTED and holds):
+        other = against if verdict == SUPPORTED else holds
+        return replace(
+            out, verdict=MIXED, p=max(p, min(p_adj[x] for x in other)),
+            holds=holds if verdict == CONTRADICTED else ("the main effect",),
+            against=against if verdict == SUPPORTED else ("the main effect",),
+        )  # fmt: skip
+    return replace(out, verdict=verdict, p=p)
+
+
+def _estimate_of(a: Assessment, label: str) -> Estimate | None:
+    return next((s.estimate for s in (*a.strata, *a.levels) if s.label == label), None)
+
+
+def conjunction(parts: Sequence[Assessment]) -> tuple[str, float, int]:
+    """A claim made of several parts (the order's three steps; scale and family) holds when
+    every part holds: (verdict, its p, the index of the part that decides it). One part
+    contradicted contradicts the claim; else a mixed part makes it mixed; else a part without
+    data makes it not enough data; else the weakest part decides."""
+    verdicts = [p.verdict for p in parts]
+    for wanted in (CONTRADICTED, MIXED, NOT_ENOUGH):
+        hits = [i for i, v in enumerate(verdicts) if v == wanted]
+        if hits:
+            i = min(hits, key=lambda j: parts[j].p if math.isfinite(parts[j].p) else 1.0)
+            p = parts[i].p * (len(parts) if wanted == CONTRADICTED else 1)  # any part refutes
+            return wanted, min(1.0, p), i
+    if all(v == SUPPORTED for v in verdicts):
+        i = max(range(len(parts)), key=lambda j: parts[j].p)
+        return SUPPORTED, parts[i].p, i
+    undecided = [i for i, v in enumerate(verdicts) if v == INCONCLUSIVE]
+    i = max(undecided, key=lambda j: parts[j].p)
+    return INCONCLUSIVE, parts[i].p, i

@@ -1,0 +1,52 @@
+"""Synthetic sweeps of known truth: rows shaped like the sink's (every config field, its default
+unless the grid varies it), with PSNR = truth(config) + noise. The findings are calibrated on
+them (`bench/bench_findings.py`) and tested on them (`tests/test_analysis_findings.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import polars as pl
+
+from workloads.config import TrialConfig
+
+_DEFAULTS = None
+
+
+def synthetic_frame(
+    grid: dict[str, list],
+    psnr: Callable[[dict], float],
+    seeds: Iterable[int] = (0, 1, 2),
+    noise_sd: float | Callable[[dict], float] = 0.5,
+    extra: Callable[[dict], dict] | None = None,
+    rng: np.random.Generator | None = None,
+) -> pl.DataFrame:
+    """One ok row per grid point and seed: psnr(config) + N(0, noise_sd) (noise_sd may depend
+    on the config). Without `rng` the noise is drawn from a generator seeded by the trial's
+    config (the same frame every call); with one, from `rng` (a new sweep per call)."""
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        _DEFAULTS = TrialConfig().to_dict()
+    rows = []
+    axes = list(grid)
+    for values in itertools.product(*(grid[a] for a in axes)):
+        for seed in seeds:
+            config = {**_DEFAULTS, **dict(zip(axes, values)), "seed": seed}
+            blob = json.dumps(config, sort_keys=True, default=str).encode()
+            key = hashlib.sha256(blob).hexdigest()[:16]
+            draw = rng if rng is not None else np.random.default_rng(int(key, 16) % 2**32)
+            sd = noise_sd(config) if callable(noise_sd) else noise_sd
+            row = {
+                **config, "sweep": "synthetic", "trial_key": key, "status": "ok", "error": None,
+                "psnr_mean": float(psnr(config) + draw.normal(0, sd)),
+                "label_accuracy": 1.0, "grad_zero_fraction": 0.1,
+            }  # fmt: skip
+            if extra:
+                row.update(extra(config))
+            rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)
