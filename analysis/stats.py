@@ -197,7 +197,12 @@ class Estimate:
             return "no replicates"
         if self.n < 2:
             return f"{self.mean:+.2f} {unit} (n={self.n}, no interval)"
-        return f"{self.mean:+.2f} {unit} [95% CI {self.low:+.2f}, {self.high:+.2f}] (n={self.n})"
+        # two replicates: a t-interval on 1 degree of freedom, +-12.7 standard errors: say so
+        width = f", 1 df: +-{float(t_quantile(2)):.1f} SE" if self.n == 2 else ""
+        return (
+            f"{self.mean:+.2f} {unit} [95% CI {self.low:+.2f}, {self.high:+.2f}] "
+            f"(n={self.n}{width})"
+        )
 
 
 def jackknife(statistic: float, leave_one_out: list[float]) -> Estimate:

@@ -607,3 +607,20 @@ def test_calibration_false_supported_stays_under_10_percent() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "largest false-supported share" in done.stdout
+
+
+def test_variants_are_judged_apart_never_pooled() -> None:
+    # two variants of one spec: Sigmoid leaks more in one, less in the other
+    grid = {"activation": ["relu", "sigmoid"]}
+    less = synthetic_frame(grid, lambda c: 10.0 if c["activation"] == "relu" else 30.0, range(4))
+    more = synthetic_frame(grid, lambda c: 30.0 if c["activation"] == "relu" else 10.0, range(4))
+    more = more.with_columns(pl.lit("oracle").alias("label_strategy"))
+    frame = pl.concat([
+        less.with_columns(pl.lit("seed-protocol").alias("variant")),
+        more.with_columns(pl.lit("labels").alias("variant")),
+    ])  # fmt: skip
+    table = findings.table(frame).filter(pl.col("key") == "relu_vs_sigmoid")
+    assert dict(zip(table["variant"], table["verdict"])) == {
+        "seed-protocol": SUPPORTED, "labels": CONTRADICTED,
+    }  # fmt: skip
+    assert table["n"].to_list() == [4, 4]

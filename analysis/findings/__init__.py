@@ -56,5 +56,24 @@ def findings(frame: pl.DataFrame, value: str = VALUE) -> list[Finding]:
 
 
 def table(frame: pl.DataFrame, value: str = VALUE) -> pl.DataFrame:
-    """The findings as a frame: key, claim, verdict, score, estimate and interval, n, ..."""
-    return findings_frame(findings(frame, value))
+    """The findings as a frame: key, claim, verdict, score, estimate and interval, n, ...
+
+    A frame whose rows belong to several variants of a spec (`variant` column) is judged per
+    variant, as several sweeps are: one row per (variant, claim), never pooled over variants."""
+    names = _variants(frame)
+    if not names:
+        return findings_frame(findings(frame, value))
+    parts = [
+        findings_frame(findings(frame.filter(pl.col("variant") == name), value)).insert_column(
+            0, pl.lit(name).alias("variant")
+        )
+        for name in names
+    ]
+    return pl.concat(parts)
+
+
+def _variants(frame: pl.DataFrame) -> list[str]:
+    if "variant" not in frame.columns:
+        return []
+    names = frame["variant"].drop_nulls().unique(maintain_order=True).to_list()
+    return names if frame["variant"].null_count() == 0 and len(names) > 1 else []
