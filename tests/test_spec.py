@@ -142,8 +142,9 @@ def test_variants_are_validated():
 
 
 def test_demo_is_small():
+    # a few minutes on 2 cores: at most 8,000 image-iterations of the McMahan CNN (about 3 min)
     trials = load_spec("demo").trials()
-    assert len(trials) <= 32
+    assert sum(t.iterations * t.batch_size for t in trials) <= 8000
     assert {t.model for t in trials} == {"mcmahan_cnn"}
     assert max(t.iterations for t in trials) <= 300
 
@@ -265,7 +266,7 @@ def test_plan_on_gpus_packs_four_per_gpu(capsys):
 def test_plan_demo_has_no_warning(capsys):
     assert main(["plan", "demo"]) == 0
     out = capsys.readouterr().out
-    assert "trials: 32" in out.splitlines() and "warning" not in out
+    assert "trials: 40" in out.splitlines() and "warning" not in out
 
 
 def test_trial_flops_scale_with_batch_and_pixels():
