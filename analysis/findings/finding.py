@@ -123,9 +123,11 @@ def build(claim: Claim, parts: list, score: str, extra: str = "", why: str = "")
     elif deciding.decided_by and judged is not est:
         decided = f"{deciding.decided_by}: {judged.text(unit)}"
 
+    def tag(j: int, label: str) -> str:  # a stratum of one part of a claim of several
+        return f"{claim.parts[j].test}: {label}" if len(measured) > 1 else label
+
     def named(j: int, s: Stratum) -> Stratum:
-        label = f"{claim.parts[j].test}: {s.label}" if len(measured) > 1 else s.label
-        return Stratum(label, s.estimate, s.verdict, s.p, s.axis)
+        return Stratum(tag(j, s.label), s.estimate, s.verdict, s.p, s.axis)
 
     strata = tuple(named(j, s) for j, a in enumerate(measured) for s in a.strata)
     levels = tuple(named(j, s) for j, a in enumerate(measured) for s in a.levels)
@@ -133,8 +135,8 @@ def build(claim: Claim, parts: list, score: str, extra: str = "", why: str = "")
         evidence="; ".join(lines), verdict=verdict, n=est.n, estimate=est,
         detectable=detectable, seeds_needed=needed, strata=strata, levels=levels,
         notes=tuple(n for a in measured for n in a.notes), p=p, decided_by=decided,
-        holds=tuple(h for a in measured for h in a.holds),
-        against=tuple(c for a in measured for c in a.against), **base,
+        holds=tuple(tag(j, h) for j, a in enumerate(measured) for h in a.holds),
+        against=tuple(tag(j, c) for j, a in enumerate(measured) for c in a.against), **base,
     )  # fmt: skip
 
 
