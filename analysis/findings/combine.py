@@ -130,9 +130,13 @@ def assess(
         return Assessment(rule, Estimate.of([]), what=what, notes=tuple(notes))
     units = units.filter(pl.col("effect").is_not_null() & pl.col("effect").is_finite())
     strata = [s for s in strata if s in units.columns]
+    # averaged over: axes with two or more levels within some stratum (an axis that only
+    # follows the strata, like init_method within init families, averages over nothing)
+    within = units.group_by(strata).agg(pl.all().n_unique()) if strata else None
     varying = [
         c for c in units.columns
         if c not in ("seed", "effect", *strata) and units[c].n_unique() > 1
+        and (within is None or within[c].max() > 1)
     ]  # fmt: skip
     shown = [c for c in varying if not (c in SOURCES and set(SOURCES[c]) & set(varying))]
     pooled = tuple(f"{c} ({levels_text(units[c].unique().to_list())})" for c in shown)

@@ -85,7 +85,7 @@ def build(claim: Claim, parts: list, score: str, extra: str = "", why: str = "")
     base = dict(claim=claim.text, test=test, key=claim.key, unit=unit, score=score, margin=margin)
     missing = [(part, notes) for part, (a, notes) in parts if a is None]
     if missing or why:
-        notes = ([why] if why else []) + [n for _, ns in missing for n in ns]
+        notes = list(dict.fromkeys(([why] if why else []) + [n for _, ns in missing for n in ns]))
         return Finding(evidence="; ".join(notes) or "no data", verdict=NOT_ENOUGH, n=0,
                        notes=tuple(notes), **base)  # fmt: skip
     measured = [a for _, (a, _) in parts]
