@@ -266,7 +266,7 @@ def test_plan_on_gpus_packs_four_per_gpu(capsys):
 def test_plan_demo_has_no_warning(capsys):
     assert main(["plan", "demo"]) == 0
     out = capsys.readouterr().out
-    assert "trials: 40" in out.splitlines() and "warning" not in out
+    assert "trials: 64" in out.splitlines() and "warning" not in out
 
 
 def test_trial_flops_scale_with_batch_and_pixels():
