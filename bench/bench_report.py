@@ -44,8 +44,13 @@ GRID = {
 CONFIG_FIELDS = [name for name, _ in CONFIG_COLUMNS]
 
 
+CURVE_POINTS = 50  # the paper's rows: 500 iterations, a curve of 50 sampled points
+ITERATIONS = 500
+
+
 def real_rows(source: str | None) -> list[dict]:
-    """Rows of real trials: from an existing sweep, or four quick attacks run here."""
+    """Rows of real trials: from an existing sweep, or quick attacks run here, one per
+    activation x batch size of the grid (so the images are as large as the paper's)."""
     if source:
         frame = load.trials(source, images=True).filter(pl.col("status") == "ok")
         return frame.to_dicts()
@@ -53,10 +58,26 @@ def real_rows(source: str | None) -> list[dict]:
     from workloads.trial import run_trial
 
     rows = []
-    for activation, batch in itertools.product(("relu", "sigmoid"), (1, 2)):
-        config = TrialConfig(activation=activation, batch_size=batch, iterations=8, curve_points=8)
+    for activation, batch in itertools.product(("relu", "sigmoid"), GRID["batch_size"]):
+        config = TrialConfig(activation=activation, batch_size=batch, iterations=4, curve_points=4)
         rows.append(make_row(config, run_trial(config, device="cpu"), sweep="bench"))
     return rows
+
+
+def paper_curve(base: list[float], rng: random.Random, log: bool) -> list[float]:
+    """The base row's curve stretched to CURVE_POINTS points (the paper's length), with noise."""
+    values = [v for v in base if v is not None and (v > 0 or not log)] or [1.0]
+    out = []
+    for k in range(CURVE_POINTS):
+        at = k * (len(values) - 1) / (CURVE_POINTS - 1)
+        low, frac = int(at), at - int(at)
+        high = min(low + 1, len(values) - 1)
+        if log:
+            value = math.exp((1 - frac) * math.log(values[low]) + frac * math.log(values[high]))
+            out.append(value * math.exp(rng.gauss(0, 0.05)))
+        else:
+            out.append((1 - frac) * values[low] + frac * values[high] + rng.gauss(0, 0.2))
+    return out
 
 
 def synthesise(rows: list[dict], n: int, folder: Path, sweep: str = "bench") -> Path:
@@ -68,10 +89,12 @@ def synthesise(rows: list[dict], n: int, folder: Path, sweep: str = "bench") -> 
     for i in range(n):
         seed, index = divmod(i, len(points))
         change = dict(zip(GRID, points[index]), seed=seed, norm="none")
-        base = rows[i % len(rows)]
+        alike = [r for r in rows if r["batch_size"] == change["batch_size"]] or rows
+        base = alike[i % len(alike)]
         config = TrialConfig.from_dict(
-            {**{k: base[k] for k in CONFIG_FIELDS}, **change, "pool_size": 1000}
-        )
+            {**{k: base[k] for k in CONFIG_FIELDS}, **change, "pool_size": 1000,
+             "iterations": ITERATIONS, "curve_points": CURVE_POINTS}
+        )  # fmt: skip
         shift = (
             -1.5 * math.log2(config.batch_size) + (2.0 if config.activation == "sigmoid" else 0)
             - (1.0 if config.prune == "small" and config.init_method.startswith("xavier") else 0)
@@ -80,14 +103,55 @@ def synthesise(rows: list[dict], n: int, folder: Path, sweep: str = "bench") -> 
         row = {**base, **config.to_dict(), "trial_key": config.trial_key, "sweep": sweep}
         for name in ("psnr_mean", "psnr_min", "psnr_max"):
             row[name] = (base[name] or 10.0) + shift
-        row["curve_psnr"] = [v + shift for v in base["curve_psnr"]]
-        row["curve_grad_loss"] = [v * math.exp(rng.gauss(0, 0.3)) for v in base["curve_grad_loss"]]
+        row["curve_iteration"] = [k * ITERATIONS // CURVE_POINTS for k in range(CURVE_POINTS)]
+        row["curve_psnr"] = [v + shift for v in paper_curve(base["curve_psnr"], rng, log=False)]
+        row["curve_grad_loss"] = paper_curve(base["curve_grad_loss"], rng, log=True)
         row["grad_zero_fraction"] = min(
             1.0, max(0.0, (base["grad_zero_fraction"] or 0) + rng.gauss(0, 0.05))
         )  # noqa: E501
         row["status"] = "error" if rng.random() < 0.02 else "ok"
         pq.write_table(row_table(row), trials / f"{config.trial_key}.parquet")
     return folder / sweep
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def chart_mb(page: str) -> dict[str, float]:
+    """MB of each chart's spec inside index.html (its `const specs = {...}`)."""
+    import json
+    import re
+
+    found = re.search(r"const specs = (\{.*?\});\n", page)
+    specs = json.loads(found.group(1)) if found else {}
+    return {name: len(json.dumps(spec)) / 2**20 for name, spec in specs.items()}
+
+
+def open_seconds(page: Path, runs: int = 3) -> list[float]:
+    """Seconds from navigation start until every chart of the page is drawn (the page sets
+    `data-rendered`), in headless chromium driven over the DevTools protocol as the browser
+    tests drive it; the moment is taken in the page (performance.now()), once per run."""
+    from tests.analysis_fixtures import Browser
+
+    watch = (
+        "new MutationObserver(() => { if (!window.drawnAt && document.body &&"
+        " (document.body.dataset.rendered || document.body.dataset.error))"
+        " window.drawnAt = performance.now(); }).observe(document, {attributes: true,"
+        " subtree: true, attributeFilter: ['data-rendered', 'data-error']});"
+    )
+    times = []
+    with Browser(timeout=180) as browser:
+        browser.call("Page.addScriptToEvaluateOnNewDocument", source=watch)
+        for _ in range(runs):
+            browser.open("about:blank")
+            browser.call("Page.navigate", url=page.as_uri())
+            browser.wait_for("window.drawnAt", timeout=180)
+            error = browser.evaluate("document.body.dataset.error")
+            if error:
+                raise RuntimeError(f"{page}: {error}")
+            times.append(browser.evaluate("window.drawnAt") / 1000)
+    return times
 
 
 def timed(table: list[tuple[str, float, str]], label: str, func, note=lambda _: ""):
@@ -139,6 +203,18 @@ def main() -> int:
               lambda: build_report(str(sweep), work / "report"),
               lambda r: f"{sum(1 for c in r.charts if not c.skipped)} charts, "
               f"{r.gallery_rows} gallery rows")  # fmt: skip
+        report = work / "report"
+        index = report / "index.html"
+        page = index.read_text()
+        table.append(("index.html", 0.0, f"{index.stat().st_size / 2**20:.1f} MB"))
+        for name, mb in sorted(chart_mb(page).items(), key=lambda kv: -kv[1]):
+            table.append((f"  chart {name} in index.html", 0.0, f"{mb:.2f} MB"))
+        explorer = report / "explorer.html"
+        table.append(("explorer.html", 0.0, f"{explorer.stat().st_size / 2**20:.1f} MB"))
+        table.append(("report folder", 0.0, f"{folder_mb(report):.1f} MB"))
+        runs = open_seconds(index)
+        table.append(("open index.html in headless chromium (median of 3)",
+                      sorted(runs)[1], ", ".join(f"{t:.2f}" for t in runs)))  # fmt: skip
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
