@@ -9,6 +9,7 @@ with a plain polars group-by and scipy's t quantile, independently of `analysis.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -243,7 +244,7 @@ def test_pruning_aware_chart(specs: dict) -> None:
     dashes = {
         u["encoding"]["strokeDash"]["field"]
         for u in marks(spec)
-        if "strokeDash" in u.get("encoding", {})
+        if "field" in u.get("encoding", {}).get("strokeDash", {})  # (range bars: a fixed dash)
     }
     assert dashes == {"attacker"}
     points = mean_rows(spec)
@@ -268,8 +269,8 @@ def test_chart_without_its_axis_is_skipped(rich: pl.DataFrame) -> None:
 
 
 def expected(rows: pl.DataFrame, by: list[str], value: str, log: bool = False) -> dict:
-    """key -> (mean, low, high, n): the t-interval, computed without analysis.stats; a PSNR
-    interval stops at 0 dB (clamped images: MSE <= 1)."""
+    """key -> (mean, low, high, n): the t-interval (n >= 3) or the range of two trials,
+    computed without analysis.stats; a PSNR interval stops at 0 dB (clamped images: MSE <= 1)."""
     rows = rows.filter(pl.col(value).is_not_null() & pl.col(value).is_finite())
     if log:
         rows = rows.filter(pl.col(value) > 0).with_columns(pl.col(value).log10())
@@ -278,15 +279,17 @@ def expected(rows: pl.DataFrame, by: list[str], value: str, log: bool = False) -
         values = part[value].to_list()
         n = len(values)
         mean = sum(values) / n
-        if n > 1:
+        if n > 2:
             sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
             half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
             low, high = mean - half, mean + half
+        elif n == 2:  # two trials: the bar is their range, not a t-interval on 1 df
+            low, high = min(values), max(values)
         else:
             low = high = None
         if log:
             mean, low, high = (None if v is None else 10**v for v in (mean, low, high))
-        if "psnr" in value and low is not None:
+        if "psnr" in value and low is not None and n > 2:
             low, high = max(low, 0.0), max(high, 0.0)
         out[tuple(str(k).lower() if k is not None else "unknown" for k in key)] = (
             mean,
@@ -398,3 +401,120 @@ def test_lines_print_n_once_unless_it_varies(specs: dict) -> None:
                 continue  # n varies along the line: every point says its own
             labelled = [p["x"] for p in points if p.get("n_label")]
             assert labelled == [max(p["x"] for p in points)], (name, points)
+
+
+# -- the registry, two-trial points, variants, sampled curves ----------------------------------
+
+
+def test_one_registry_names_every_chart_once() -> None:
+    from analysis.charts import specs
+
+    assert set(charts.CHARTS) == {s.name for s in specs.CHARTS.values()}
+    for name, spec in charts.CHARTS.items():
+        assert spec.panels and spec.layout in ("single", "hconcat", "vconcat")
+        assert all(panel.kind in charts.draw.DRAWERS for panel in spec.panels)
+        assert getattr(charts, name).args == (name,)  # charts.<name>(frame): from the table
+    with pytest.raises(KeyError, match="known charts: psnr_by_init"):
+        charts.build("nope", pl.DataFrame())
+    with pytest.raises(AttributeError):
+        charts.VIEWS  # noqa: B018 (the second table is gone)
+
+
+def two_seed_frame(seeds=(0, 1)) -> pl.DataFrame:
+    grid = {"batch_size": [1, 2, 4], "init_method": ["xavier_normal", "kaiming_normal"]}
+    return synthetic_frame(grid, lambda c: 1.0 + c["batch_size"], seeds=seeds, noise_sd=3.0)
+
+
+def test_two_trials_draw_their_range_not_a_t_interval() -> None:
+    frame = two_seed_frame()
+    spec = charts.build("psnr_vs_batch", frame).to_dict()
+    points = mean_rows(spec)
+    assert points and all(p["n"] == 2 for p in points)
+    for p in points:
+        values = frame.filter(
+            (pl.col("batch_size") == p["batch_size"]) & (pl.col("init_method") == p["init_method"])
+        )["psnr_mean"]
+        assert (p["ci_low"], p["ci_high"]) == (values.min(), values.max())  # the two trials
+    dashed = [u for u in marks(spec) if mark_type(u) == "rule" and u["mark"].get("strokeDash")]
+    assert dashed and all("datum.n < 3" in str(u["transform"]) for u in dashed)
+    bands = [u for u in marks(spec) if mark_type(u) == "area"]
+    assert bands and all("datum.n >= 3" in str(u["transform"]) for u in bands)
+    reading = spec["title"]["subtitle"][0]
+    assert "range of the two trials, not an interval" in reading and "t-interval" not in reading
+    svg = vlc.vegalite_to_svg(spec)
+    assert 'stroke-dasharray="3,2"' in svg  # the range bars are drawn
+    # three seeds: a t-interval, clipped at 0 dB however wide
+    three = charts.build("psnr_vs_batch", two_seed_frame(seeds=(0, 1, 2))).to_dict()
+    wide = mean_rows(three)
+    assert all(p["n"] == 3 and p["ci_low"] >= 0 for p in wide)
+    assert any(p["ci_low"] == 0 for p in wide)  # the raw interval reaches below 0 dB
+    assert "95% t-interval over seeds (n >= 3)" in three["title"]["subtitle"][0]
+
+
+def variant_frame() -> pl.DataFrame:
+    """Two variants of one sweep, each changing a field (as `corrections` does)."""
+    grid = {"batch_size": [1, 2], "activation": ["relu", "sigmoid"]}
+    seed_protocol = synthetic_frame(grid, lambda c: 10.0).with_columns(
+        pl.lit("seed-protocol").alias("variant"), pl.lit("oracle").alias("label_strategy")
+    )
+    labels = synthetic_frame(grid, lambda c: 14.0).with_columns(pl.lit("labels").alias("variant"))
+    return pl.concat([seed_protocol, labels])
+
+
+def test_variants_are_facet_rows_as_sweeps_are() -> None:
+    spec = charts.build("psnr_vs_batch", variant_frame()).to_dict()
+    row = spec["facet"]["row"]
+    assert row["field"] == "sweep" and row["title"] == "sweep/variant"
+    points = mean_rows(spec)
+    assert {p["sweep"] for p in points} == {"synthetic/seed-protocol", "synthetic/labels"}
+    assert all(p["n"] == 3 for p in points)  # never pooled over the variants
+    assert "label_strategy" not in param_axes(spec)  # a function of the variant: no dropdown
+    plain = variant_frame().with_columns(pl.lit(None, pl.Utf8).alias("variant"))
+    plain = plain.filter(pl.col("label_strategy") != "oracle")  # a sweep without variants
+    assert "row" not in charts.build("psnr_vs_batch", plain).to_dict()["facet"]
+
+
+def test_thin_curves_are_sampled_and_the_chart_says_how_many(monkeypatch) -> None:
+    from analysis.charts import derive
+
+    frame = synthetic_frame(
+        {"activation": ["relu", "sigmoid"]}, lambda c: 10.0, seeds=range(6),
+        extra=curves_and_kernels,
+    )  # fmt: skip
+    monkeypatch.setattr(derive, "MAX_TRIAL_CURVE_ROWS", 10)
+    spec = charts.build("convergence", frame).to_dict()
+    rows = [r for rows in spec["datasets"].values() for r in rows]
+    drawn = {r["trial_key"] for r in rows if r.get("kind") == "trial"}
+    assert len(drawn) == 2 * 1  # 2 curves (relu, sigmoid) x k = 1 trial, the lowest seed
+    assert {r["seed"] for r in rows if r.get("kind") == "trial"} == {0}
+    assert all(r["n"] == 6 for r in rows if r.get("kind") == "mean")  # means use every trial
+    note = [line for line in spec["title"]["subtitle"] if line.startswith("thin lines:")]
+    assert note == [
+        "thin lines: 2 of 12 trials drawn (one per curve, the lowest seed; a curve of 2 trials "
+        "keeps both); every mean and interval uses all 12; the explorer has every curve"
+    ]
+    # a curve of two trials is drawn whole: they are its bar
+    two = frame.filter((pl.col("activation") == "relu") | (pl.col("seed") < 2))
+    spec = charts.build("convergence", two).to_dict()
+    rows = [r for rows in spec["datasets"].values() for r in rows if r.get("kind") == "trial"]
+    assert {r["seed"] for r in rows if r["series"].endswith("sigmoid")} == {0, 1}
+    assert {r["seed"] for r in rows if r["series"].endswith("relu")} == {0}
+    monkeypatch.setattr(derive, "MAX_TRIAL_CURVE_ROWS", 10_000)
+    whole = charts.build("convergence", frame).to_dict()
+    assert not any(line.startswith("thin lines:") for line in whole["title"]["subtitle"])
+
+
+def test_pack_keeps_every_row(specs: dict) -> None:
+    """What a page carries (`pack`) rebuilds the rows of the chart's own JSON (`unpack`; the
+    browser test checks the page's JavaScript against it)."""
+    for name, spec in specs.items():
+        compact = charts.compact({**spec, "datasets": dict(spec["datasets"])})
+        packed = charts.pack(compact)
+        assert len(json.dumps(packed)) < len(json.dumps(compact))
+        rebuilt = charts.unpack(packed)["datasets"]
+        for key, rows in compact["datasets"].items():
+            assert len(rebuilt[key]) == len(rows), name
+            for got, want in zip(rebuilt[key], rows):
+                assert got.keys() == want.keys()
+                for k, v in want.items():
+                    assert got[k] == (pytest.approx(v, rel=1e-3) if isinstance(v, float) else v)

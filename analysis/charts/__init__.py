@@ -41,7 +41,7 @@ import altair as alt
 import polars as pl
 
 from analysis.charts.derive import AXES, ChartSkipped, curve_points, kernel_trials, with_parts
-from analysis.charts.layout import UNPACK_JS, compact, pack
+from analysis.charts.layout import UNPACK_JS, compact, pack, unpack
 from analysis.charts.specs import CHARTS, ChartSpec, Metric, Panel
 
 
@@ -61,5 +61,5 @@ def __getattr__(name: str) -> Callable[[pl.DataFrame], Any]:
 
 __all__ = [
     "AXES", "CHARTS", "ChartSkipped", "ChartSpec", "Metric", "Panel", "UNPACK_JS", "build",
-    "compact", "curve_points", "kernel_trials", "pack", "with_parts",
+    "compact", "curve_points", "kernel_trials", "pack", "unpack", "with_parts",
 ]  # fmt: skip

@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 AXES = [name for name, _ in CONFIG_COLUMNS if name != "seed"]
 # levels a filter's first view prefers when two combinations hold as many trials
 PREFERRED = {"none", "eval", "idlg", "false", "0.0", "1.0", "unaware"}
-# Thin per-trial curves: at most this many curve points a panel, but never fewer than
-# MIN_TRIAL_CURVES trials per curve (two trials are drawn whole: they are the interval, n < 3).
+# Thin per-trial curves: about this many curve points a panel at most (a paper sweep: one trial
+# per curve), never fewer than MIN_TRIAL_CURVES trials per curve; a curve of two trials keeps
+# both (they are its bar, n < 3).
 MAX_TRIAL_CURVE_ROWS = 8_000
-MIN_TRIAL_CURVES = 2
+MIN_TRIAL_CURVES = 1
 # below this many trials a point's bar is the range of its trials, not a t-interval
 MIN_T_INTERVAL = 3
 
@@ -365,8 +366,9 @@ def line_labels(data: pl.DataFrame, series: list[str]) -> pl.DataFrame:
 
 def sample_curves(panel: Panel, data: pl.DataFrame, groups: list[str]) -> tuple[pl.DataFrame, str]:
     """Thin per-trial curves, sampled when a panel would carry more than MAX_TRIAL_CURVE_ROWS
-    of their points: in every curve of means the same number of trials, k >= 2, the lowest
-    seeds first. The means keep every trial; the note says how many curves are drawn."""
+    of their points: the same number k of trials in every curve of means, the lowest seeds
+    first; a curve of fewer than MIN_T_INTERVAL trials keeps them all (they are its bar). The
+    means keep every trial; the note says how many curves are drawn."""
     trials = data.filter(pl.col("kind") == "trial")
     if panel.trials != "line" or trials.height <= MAX_TRIAL_CURVE_ROWS or "trial_key" not in data:
         return data, ""
@@ -376,18 +378,23 @@ def sample_curves(panel: Panel, data: pl.DataFrame, groups: list[str]) -> tuple[
     curves = trials.select(curve).unique().height if curve else 1
     k = max(MIN_TRIAL_CURVES, int(MAX_TRIAL_CURVE_ROWS // max(curves * length, 1)))
     order = [c for c in ("seed", "trial_key") if c in trials.columns]
-    rank = pl.int_range(pl.len())
+    rank, size = pl.int_range(pl.len()), pl.len()
     ranked = (
         trials.select(*curve, *order).unique()
         .sort([*curve, *order], nulls_last=True)
-        .with_columns((rank.over(curve) if curve else rank).alias("_rank"))
+        .with_columns(
+            (rank.over(curve) if curve else rank).alias("_rank"),
+            (size.over(curve) if curve else size).alias("_size"),
+        )
     )  # fmt: skip
-    keep = ranked.filter(pl.col("_rank") < k)["trial_key"].unique()
+    kept = ranked.filter((pl.col("_rank") < k) | (pl.col("_size") < MIN_T_INTERVAL))
+    keep = kept["trial_key"].unique()
     if keep.len() >= total:
         return data, ""
     data = data.filter((pl.col("kind") == "mean") | pl.col("trial_key").is_in(keep.implode()))
+    per_curve = "one per curve, the lowest seed" if k == 1 else f"{k} per curve, the lowest seeds"
     note = (
-        f"thin lines: {keep.len()} of {total} trials drawn (at most {k} per curve, the lowest "
-        f"seeds); every mean and interval uses all {total}"
+        f"thin lines: {keep.len()} of {total} trials drawn ({per_curve}; a curve of 2 trials "
+        f"keeps both); every mean and interval uses all {total}; the explorer has every curve"
     )
     return data, note

@@ -236,7 +236,7 @@ def _layers(
     ranges = (
         base("mean", two)
         .mark_rule(strokeWidth=1, strokeDash=RANGE_DASH)
-        .encode(**bar_y, **fade(1.0, 0.15))
+        .encode(**bar_y, strokeDash=alt.value(RANGE_DASH), **fade(1.0, 0.15))
     )
     fill = (
         alt.condition(

@@ -4,6 +4,7 @@ chart's Vega-Lite JSON made small for a page (`compact`, `pack`).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -16,7 +17,7 @@ from analysis.charts.draw import DRAWERS, Drawn, param_name, title_of
 from analysis.charts.specs import ChartSpec
 from analysis.load import result_rows
 
-PAGE_DIGITS = 5  # significant digits of the numbers a page carries (tooltips show 3)
+PAGE_DIGITS = 4  # significant digits of the numbers a page carries (tooltips show 3)
 
 
 def compose(spec: ChartSpec, frame: pl.DataFrame) -> alt.TopLevelMixin:
@@ -105,40 +106,87 @@ def _round(value: Any) -> Any:
     return value
 
 
+def _runs(present: list[int]) -> list[int]:
+    """Row indices as runs: [start, length, start, length, ...]."""
+    runs: list[int] = []
+    for i in present:
+        if runs and runs[-2] + runs[-1] == i:
+            runs[-1] += 1
+        else:
+            runs += [i, 1]
+    return runs
+
+
 def pack(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec as a page carries it: each dataset as columns, strings as indices into the
-    column's levels, numbers to PAGE_DIGITS significant digits (`UNPACK_JS` rebuilds the rows,
-    a missing field staying missing). A 960-trial convergence chart shrinks from 10 MB to about
-    1; the PNG and the chart's own JSON keep every row as it is."""
+    """The spec as a page carries it: each dataset as columns holding only the rows where the
+    field is present (as runs of row indices), strings as indices into the column's levels,
+    numbers to PAGE_DIGITS significant digits, a column equal to an earlier one as a reference
+    to it. `UNPACK_JS` (and `unpack`) rebuild the rows, a missing field staying missing. The
+    PNG and the chart's own JSON keep every row as it is."""
     packed = {}
     for name, rows in spec.get("datasets", {}).items():
-        fields = list(dict.fromkeys(k for row in rows for k in row))
-        columns, levels = [], {}
-        for field in fields:
-            values = [row.get(field) for row in rows]
+        columns, seen = [], {}
+        for field in dict.fromkeys(k for row in rows for k in row):
+            present = [i for i, row in enumerate(rows) if row.get(field) is not None]
+            values = [_round(rows[i][field]) for i in present]
+            column: dict[str, Any] = {"field": field}
+            if len(present) < len(rows):
+                column["runs"] = _runs(present)
+            signature = json.dumps([column.get("runs"), values], default=str)
+            if signature in seen:
+                columns.append({"field": field, "same": seen[signature]})
+                continue
+            seen[signature] = field
             if any(isinstance(v, str) for v in values):
                 index: dict[Any, int] = {}
-                codes = [None if v is None else index.setdefault(v, len(index)) for v in values]
-                levels[field] = list(index)
-                columns.append(codes)
+                column["values"] = [index.setdefault(v, len(index)) for v in values]
+                column["levels"] = list(index)
             else:
-                columns.append([_round(v) for v in values])
-        packed[name] = {"fields": fields, "levels": levels, "columns": columns, "rows": len(rows)}
+                column["values"] = values
+            columns.append(column)
+        packed[name] = {"rows": len(rows), "columns": columns}
     return {**spec, "datasets": packed}
 
 
-# Rebuilds the rows of `pack`'s datasets in the page, before vegaEmbed reads the spec.
+def unpack(spec: dict[str, Any]) -> dict[str, Any]:
+    """`pack` undone (what `UNPACK_JS` does in the page)."""
+    datasets = {}
+    for name, packed in spec.get("datasets", {}).items():
+        if isinstance(packed, list):
+            datasets[name] = packed
+            continue
+        rows: list[dict[str, Any]] = [{} for _ in range(packed["rows"])]
+        by_field: dict[str, dict[str, Any]] = {}
+        for column in packed["columns"]:
+            source = by_field[column["same"]] if "same" in column else column
+            by_field[column["field"]] = source
+            runs = source.get("runs", [0, packed["rows"]])
+            at = (i for s, n in zip(runs[::2], runs[1::2]) for i in range(s, s + n))
+            levels = source.get("levels")
+            for i, value in zip(at, source["values"]):
+                rows[i][column["field"]] = levels[value] if levels else value
+        datasets[name] = rows
+    return {**spec, "datasets": datasets}
+
+
+# `unpack` in the page: rebuilds the rows of `pack`'s datasets before vegaEmbed reads the spec.
 UNPACK_JS = """function unpack(spec) {
   for (const [name, d] of Object.entries(spec.datasets || {})) {
     if (Array.isArray(d)) continue;
     const rows = Array.from({length: d.rows}, () => ({}));
-    d.fields.forEach((field, i) => {
-      const column = d.columns[i], levels = d.levels[field];
-      for (let r = 0; r < d.rows; r++) {
-        const v = column[r];
-        if (v !== null) rows[r][field] = levels ? levels[v] : v;
+    const byField = {};
+    for (const column of d.columns) {
+      const source = column.same ? byField[column.same] : column;
+      byField[column.field] = source;
+      const runs = source.runs || [0, d.rows];
+      let k = 0;
+      for (let r = 0; r < runs.length; r += 2) {
+        for (let i = runs[r]; i < runs[r] + runs[r + 1]; i++, k++) {
+          const v = source.values[k];
+          rows[i][column.field] = source.levels ? source.levels[v] : v;
+        }
       }
-    });
+    }
     spec.datasets[name] = rows;
   }
   return spec;
