@@ -37,6 +37,8 @@ SCORES = ["psnr_mean", "psnr_min", "psnr_max", "psnr_raw_mean", "ssim_mean", "la
 TABLE_SCORES = ["psnr_mean", "ssim_mean", "label_accuracy", "grad_loss_final"]
 CURVES = ["curve_iteration", "curve_psnr", "curve_grad_loss"]
 IMAGE_DIR = "explorer"
+SUFFIXES = ("truth", "reconstruction")
+PAGE_DIGITS = 5  # significant digits of the numbers the page carries (it shows at most 4)
 
 
 def _slug(text: str) -> str:
@@ -44,9 +46,10 @@ def _slug(text: str) -> str:
 
 
 def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf as null, lists cleaned element-wise."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """JSON-safe and short: NaN/inf as null, floats to PAGE_DIGITS significant digits, lists
+    cleaned element-wise."""
+    if isinstance(value, float):
+        return float(f"{value:.{PAGE_DIGITS}g}") if math.isfinite(value) else None
     if isinstance(value, list):
         return [_clean(v) for v in value]
     return value
@@ -58,9 +61,17 @@ def varying_axes(frame: pl.DataFrame) -> list[str]:
         c for c in CONFIG_FIELDS
         if c in frame.columns and c != "seed" and frame[c].n_unique() > 1
     ]  # fmt: skip
+    if "variant" in frame.columns and frame["variant"].null_count() < frame.height:
+        axes.insert(0, "variant")  # a sweep's variants, as sweeps are: a filter and an axis
     if "sweep" in frame.columns and frame["sweep"].n_unique() > 1:
         axes.insert(0, "sweep")
     return [*axes, "seed"] if "seed" in frame.columns else axes
+
+
+def image_files(sweep: str, trial_key: str) -> list[str]:
+    """[ground truth, reconstruction] of a trial, relative to the report folder (the gallery
+    links the same files)."""
+    return [f"{IMAGE_DIR}/{_slug(sweep)}/{_slug(trial_key)}-{s}.png" for s in SUFFIXES]
 
 
 def write_images(sweep_path: str, frame: pl.DataFrame, folder: Path) -> dict[str, list[str]]:
@@ -78,12 +89,10 @@ def write_images(sweep_path: str, frame: pl.DataFrame, folder: Path) -> dict[str
         "trial_key", "reconstruction_png", "ground_truth_png"
     ).iter_rows():
         names = []
-        for suffix, data in (("truth", truth), ("reconstruction", recon)):
+        for name, data in zip(image_files(sweep, key), (truth, recon)):
             if data:
-                (target / f"{_slug(key)}-{suffix}.png").write_bytes(data)
-                names.append(f"{IMAGE_DIR}/{_slug(sweep)}/{_slug(key)}-{suffix}.png")
-            else:
-                names.append("")
+                (folder.parent / name).write_bytes(data)
+            names.append(name if data else "")
         out[key] = names
     return out
 
@@ -94,7 +103,8 @@ def explorer_data(frame: pl.DataFrame, images: dict[str, list[str]]) -> dict[str
     config = [c for c in CONFIG_FIELDS if c in frame.columns]
     scores = [c for c in SCORES if c in frame.columns]
     curves = [c for c in CURVES if c in frame.columns]
-    keep = list(dict.fromkeys(["sweep", "trial_key", "status", "error", *config, *scores, *curves]))
+    keep = ["sweep", "variant", "trial_key", "status", "error", *config, *scores, *curves]
+    keep = list(dict.fromkeys(keep))
     keep = [c for c in keep if c in frame.columns]
     rows = []
     for record in frame.select(keep).iter_rows(named=True):

@@ -2,8 +2,9 @@
 
 `build_report(paths, out)` writes into `out`:
 
-    index.html          the findings (one verdict column per sweep), where each sweep's protocol
-                        departs from the deck's, the counts, every chart, the gallery
+    index.html          the findings (one verdict column per sweep, or per variant of a sweep
+                        with `variants:`), where each part's protocol departs from the deck's,
+                        the counts, every chart, the gallery (images linked from explorer/)
     explorer.html       every trial as a row (sortable, filterable), parallel coordinates of the
                         config axes against PSNR; a click shows the trial's ground truth,
                         reconstruction and convergence curve (images under explorer/)
@@ -13,7 +14,9 @@
     findings.csv        the claims against our numbers, one row per (sweep, claim)
     counts.json         rows by status, skipped files, expected vs present trials, per chart n
 
-Several sweeps (`dlgsweep report A B --out DIR`) share every chart: each sweep is a facet row.
+Several sweeps (`dlgsweep report A B --out DIR`) share every chart: each sweep is a facet row;
+a sweep with variants is one part per variant (`corrections/seed-protocol`, ...), as if each
+were a sweep of its own: a findings column and a facet row each, counted with its sweep.
 All pages work offline, opened from disk: the JavaScript is inlined (no CDN), images are files
 next to the pages. A partial sweep is fine: each chart says how many trials its points rest on;
 error rows are excluded and counted; a chart without data is skipped with its reason.
@@ -21,7 +24,6 @@ error rows are excluded and counted; a chart without data is skipped with its re
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -88,17 +90,25 @@ class ChartOutput:
     points: int = 0
     n_min: int = 0
     n_max: int = 0
+    notes: list[str] = field(default_factory=list)  # what the chart samples, said on the page
 
 
 @dataclass
 class SweepPart:
-    """One sweep of the report: where it came from, its rows' counts, its findings."""
+    """One part of the report: a sweep, or one variant of a sweep with `variants:` (named
+    `sweep/variant`); its findings and protocol are the part's, its counts the whole sweep's
+    (expected vs present is a property of the sweep's spec)."""
 
     name: str
     path: str
     counts: dict[str, Any]
     findings: list[findings.Finding] = field(default_factory=list)
     protocol: list[str] = field(default_factory=list)
+    sweep: str = ""  # the sweep this part belongs to (its name when there are no variants)
+    variant: str | None = None
+
+    def __post_init__(self) -> None:
+        self.sweep = self.sweep or self.name
 
 
 @dataclass
@@ -113,14 +123,23 @@ class Report:
 
     @property
     def sweep(self) -> str:
-        return " vs ".join(p.name for p in self.parts)
+        return " vs ".join(self.sweeps)
+
+    @property
+    def sweeps(self) -> dict[str, SweepPart]:
+        """The first part of each sweep, by sweep name (its counts are the sweep's)."""
+        out: dict[str, SweepPart] = {}
+        for part in self.parts:
+            out.setdefault(part.sweep, part)
+        return out
 
     @property
     def counts(self) -> dict[str, Any]:
         """The one sweep's counts; with several, {sweep: counts}."""
-        if len(self.parts) == 1:
-            return self.parts[0].counts
-        return {p.name: p.counts for p in self.parts}
+        sweeps = self.sweeps
+        if len(sweeps) == 1:
+            return next(iter(sweeps.values())).counts
+        return {name: p.counts for name, p in sweeps.items()}
 
     @property
     def findings(self) -> list[findings.Finding]:
@@ -137,7 +156,7 @@ def javascript_bundle() -> str:
 
 def _script_json(value: Any) -> str:
     """JSON safe inside a <script> element."""
-    return json.dumps(value, default=str).replace("</", "<\\/")
+    return json.dumps(value, default=str, separators=(",", ":")).replace("</", "<\\/")
 
 
 def chart_page(title: str, spec: dict[str, Any]) -> str:
@@ -148,7 +167,8 @@ def chart_page(title: str, spec: dict[str, Any]) -> str:
 <script>{javascript_bundle()}</script></head>
 <body><h2>{html.escape(title)}</h2><div id="chart"></div>
 <script>
-vegaEmbed("#chart", {_script_json(spec)}, {{"renderer": "svg"}})
+{charts.UNPACK_JS}
+vegaEmbed("#chart", unpack({_script_json(charts.pack(spec))}), {{"renderer": "svg"}})
   .then(() => {{ document.body.dataset.rendered = "1"; }})
   .catch((err) => {{
     console.error("vega error: " + err); document.body.dataset.error = String(err); }});
@@ -194,10 +214,13 @@ def build_report(
     frames = []
     for name, path, trials in loaded:
         frame = trials.frame
-        part = SweepPart(name, path, counts(path, trials))
-        part.findings = findings.findings(frame, value=score)
-        part.protocol = findings.protocol_notes(frame)
-        report.parts.append(part)
+        sweep_counts = counts(path, trials)
+        for variant, part_frame in variant_frames(frame):
+            label = name if variant is None else f"{name}/{variant}"
+            part = SweepPart(label, path, sweep_counts, sweep=name, variant=variant)
+            part.findings = findings.findings(part_frame, value=score)
+            part.protocol = findings.protocol_notes(part_frame)
+            report.parts.append(part)
         frames.append(frame)
     frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
@@ -224,11 +247,22 @@ def build_report(
         c.name: {"points": c.points, "n_min": c.n_min, "n_max": c.n_max, "skipped": c.skipped}
         for c in report.charts
     }
-    written = dict(report.counts) if len(report.parts) == 1 else {"sweeps": report.counts}
+    written = dict(report.counts) if len(report.sweeps) == 1 else {"sweeps": report.counts}
     written["charts"] = chart_counts
     (out / "counts.json").write_text(json.dumps(written, indent=2, default=str))
     (out / "index.html").write_text(index_html(report, shown, gallery))
     return report
+
+
+def variant_frames(frame: pl.DataFrame) -> list[tuple[str | None, pl.DataFrame]]:
+    """(variant, its rows) in the order the rows name them; [(None, frame)] for a sweep
+    without variants. Rows of a variant sweep that name none (older rows) are a part of their
+    own, `unknown`, so no row is left out of the findings."""
+    if "variant" not in frame.columns or frame["variant"].null_count() == frame.height:
+        return [(None, frame)]
+    names = frame["variant"].fill_null("unknown").unique(maintain_order=True).to_list()
+    named = frame.with_columns(pl.col("variant").fill_null("unknown").alias("_part"))
+    return [(v, named.filter(pl.col("_part") == v).drop("_part")) for v in names]
 
 
 def counts(sweep_path: str, trials: load.Trials) -> dict[str, Any]:
@@ -253,6 +287,11 @@ def counts(sweep_path: str, trials: load.Trials) -> dict[str, Any]:
         "errors": [{"message": m, "count": n} for m, n in errors.iter_rows()],
         "skipped_files": [{"path": p, "why": why} for p, why in trials.skipped],
     }
+    if "variant" in frame.columns and frame["variant"].null_count() < frame.height:
+        out["variants"] = {
+            str(variant): {s: n for s, n in part.group_by("status").len().iter_rows()}
+            for variant, part in variant_frames(frame)
+        }
     expected = expected_trials(sweep_path)
     if expected is not None:
         present = set(frame["trial_key"].to_list())
@@ -295,6 +334,8 @@ def _write_chart(
         for row in values
         if isinstance(row, dict) and row.get("kind") == "mean" and row.get("n") is not None
     ]
+    subtitle = vl_spec.get("title", {}).get("subtitle", [])
+    result.notes = [line for line in subtitle if line.startswith("thin lines:")]
     result.points = len(counts_n)
     result.n_min, result.n_max = (min(counts_n), max(counts_n)) if counts_n else (1, 1)
     (out / f"{spec.name}.html").write_text(chart_page(spec.title, vl_spec))
@@ -345,8 +386,13 @@ def gallery_frame(sweep_path: str, frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _data_uri(png: bytes | None) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode() if png else ""
+def _image_src(row: dict[str, Any], column: str) -> str:
+    """The trial's PNG as the file the explorer writes (explorer/<sweep>/<key>-*.png): the
+    pages link the images, never inline them (a 960-trial gallery inlined is 5 MB)."""
+    if not row.get(column):
+        return ""
+    truth, reconstruction = explorer.image_files(str(row["sweep"]), str(row["trial_key"]))
+    return truth if column == "ground_truth_png" else reconstruction
 
 
 def _caption(row: dict[str, Any], axes: list[str]) -> str:
@@ -371,9 +417,9 @@ def gallery_html(shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
     )
     for row in shown.iter_rows(named=True):
         axes = row.get("group_axes", "").split(", ")
-        sweep = (
-            f"<b>{html.escape(str(row['sweep']))}</b>: " if every["sweep"].n_unique() > 1 else ""
-        )
+        part = str(row["sweep"]) + (f"/{row['variant']}" if row.get("variant") else "")
+        several = every["sweep"].n_unique() > 1 or bool(row.get("variant"))
+        sweep = f"<b>{html.escape(part)}</b>: " if several else ""
         caption = (
             f"{sweep}{html.escape(_caption(row, axes))} (1 of {row.get('group_trials', 1)})"
             f"<br><code>{row['trial_key']}</code>"
@@ -384,8 +430,8 @@ def gallery_html(shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
         )
         lines.append(
             f"<tr><td class='small'>{caption}</td>"
-            f"<td><img alt='ground truth' src='{_data_uri(row['ground_truth_png'])}'></td>"
-            f"<td><img alt='reconstruction' src='{_data_uri(row['reconstruction_png'])}'></td>"
+            f"<td><img alt='ground truth' src='{_image_src(row, 'ground_truth_png')}'></td>"
+            f"<td><img alt='reconstruction' src='{_image_src(row, 'reconstruction_png')}'></td>"
             f"<td>{scores} dB</td></tr>"
         )
     lines.append("</table>")
@@ -534,10 +580,11 @@ def protocol_html(parts: list[SweepPart]) -> str:
 
 def counts_html(report: Report) -> str:
     parts = []
-    for part in report.parts:
+    sweeps = report.sweeps
+    for part in sweeps.values():
         c = part.counts
         status = c["by_status"]
-        name = f"<b>{html.escape(part.name)}</b>: " if len(report.parts) > 1 else ""
+        name = f"<b>{html.escape(part.sweep)}</b>: " if len(sweeps) > 1 else ""
         parts.append(
             f"<p>{name}{c['rows']} trial rows: {status.get('ok', 0)} ok, "
             f"{status.get('diverged', 0)} diverged (kept: best iterate), "
@@ -549,6 +596,15 @@ def counts_html(report: Report) -> str:
             parts.append(
                 f"<p>{done} of {c['expected']} trials of the spec have a row ({state}).</p>"
             )
+        if c.get("variants"):
+            items = "".join(
+                f"<li>{html.escape(v)}: "
+                + ", ".join(f"{n} {html.escape(str(s))}" for s, n in sorted(by.items()))
+                + "</li>"
+                for v, by in c["variants"].items()
+            )
+            parts.append(f"<p>Rows per variant (each a findings column and a row of panels):"
+                         f"</p><ul class='small'>{items}</ul>")  # fmt: skip
         if c["errors"]:
             items = "".join(
                 f"<li>{e['count']} x <code>{html.escape(e['message'])}</code></li>"
@@ -577,11 +633,15 @@ def counts_html(report: Report) -> str:
 def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
     drawn = [c for c in report.charts if c.spec is not None]
     several = len(report.parts) > 1
+    variants = any(p.variant is not None for p in report.parts)
+    rows_of = "each sweep (each variant: sweep/variant) is" if variants else "each sweep is"
     sections = [
         "<p class='note'>Every point: the mean over the trials at that point with a 95% Student-t "
-        "interval over seeds; small hollow marks are the individual trials and each mean says its "
+        "interval over seeds where it rests on 3 or more trials; on 2 trials its dashed bar is "
+        "their range (a t-interval from two says little); on one, no bar (a hollow mean). Small "
+        "hollow marks (thin lines on curves) are the individual trials and each mean says its "
         "n. An axis a chart does not show is a dropdown under it (the PNG says which level it "
-        "shows)" + ("; each sweep is a row of panels" if several else "") + ". "
+        "shows)" + (f"; {rows_of} a row of panels" if several else "") + ". "
         f"<a href='explorer.html'>Explorer</a>: every trial ({report.explorer_rows}), its "
         "images and convergence curve.</p>",
         "<section id='protocol'><h2>Protocol: where the sweep differs from the deck</h2>"
@@ -600,8 +660,9 @@ def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None =
                 f"<p class='note'>Skipped: {html.escape(chart.skipped)}.</p></section>"
             )
         else:
+            notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in chart.notes)
             sections.append(
-                f"<section><h2>{html.escape(chart.title)}</h2>"
+                f"<section><h2>{html.escape(chart.title)}</h2>{notes}"
                 f"<div id='{chart.name}' class='chart'></div></section>"
             )
     groups = "" if shown.is_empty() else f" ({shown['group_axes'][0]}; seed aside)"
@@ -610,11 +671,12 @@ def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None =
         f"<p class='note'>One trial per group of the config axes that vary{groups}: the "
         "trial closest to its group's median PSNR.</p>" + gallery_html(shown, every) + "</section>"
     )
-    specs = {c.name: c.spec for c in drawn}
+    specs = {c.name: charts.pack(c.spec) for c in drawn if c.spec is not None}
     script = f"""<script>
+{charts.UNPACK_JS}
 const specs = {_script_json(specs)};
 Promise.all(Object.entries(specs).map(([name, spec]) =>
-  vegaEmbed("#" + name, spec, {{"renderer": "svg"}}).catch((err) => {{
+  vegaEmbed("#" + name, unpack(spec), {{"renderer": "svg"}}).catch((err) => {{
     console.error("vega error in " + name + ": " + err); throw err; }})))
   .then(() => {{ document.body.dataset.rendered = String(Object.keys(specs).length); }})
   .catch((err) => {{ document.body.dataset.error = String(err); }});

@@ -180,7 +180,7 @@
     const box = document.getElementById("detail");
     box.innerHTML = "";
     if (!r) { box.appendChild(el("p", { class: "note" }, "Click a trial.")); return; }
-    box.appendChild(el("h3", {}, `trial ${r.trial_key}` + (r.sweep ? ` (${r.sweep})` : "")));
+    box.appendChild(el("h3", {}, `trial ${r.trial_key}` + (r.sweep ? ` (${r.sweep}${r.variant ? "/" + r.variant : ""})` : "")));
     if (r.status === "error") box.appendChild(el("pre", {}, r.error || "error"));
     const pics = el("div", { id: "images" });
     document.body.dataset.imagesLoaded = "0";
