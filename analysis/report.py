@@ -91,6 +91,7 @@ class ChartOutput:
     n_min: int = 0
     n_max: int = 0
     notes: list[str] = field(default_factory=list)  # what the chart samples, said on the page
+    packed: dict[str, Any] | None = None  # `spec` as the pages carry it (charts.pack)
 
 
 @dataclass
@@ -154,13 +155,19 @@ def javascript_bundle() -> str:
     return vlc.javascript_bundle(vl_version=version)
 
 
+def _packed(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with its datasets packed (`charts.pack`), unless they already are."""
+    datasets = spec.get("datasets", {}).values()
+    return spec if any(isinstance(d, dict) for d in datasets) else charts.pack(spec)
+
+
 def _script_json(value: Any) -> str:
     """JSON safe inside a <script> element."""
     return json.dumps(value, default=str, separators=(",", ":")).replace("</", "<\\/")
 
 
 def chart_page(title: str, spec: dict[str, Any]) -> str:
-    """A standalone, offline HTML page for one chart."""
+    """A standalone, offline HTML page for one chart (`spec` packed or not)."""
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_PAGE_STYLE}</style>
@@ -168,7 +175,7 @@ def chart_page(title: str, spec: dict[str, Any]) -> str:
 <body><h2>{html.escape(title)}</h2><div id="chart"></div>
 <script>
 {charts.UNPACK_JS}
-vegaEmbed("#chart", unpack({_script_json(charts.pack(spec))}), {{"renderer": "svg"}})
+vegaEmbed("#chart", unpack({_script_json(_packed(spec))}), {{"renderer": "svg"}})
   .then(() => {{ document.body.dataset.rendered = "1"; }})
   .catch((err) => {{
     console.error("vega error: " + err); document.body.dataset.error = String(err); }});
@@ -338,7 +345,8 @@ def _write_chart(
     result.notes = [line for line in subtitle if line.startswith("thin lines:")]
     result.points = len(counts_n)
     result.n_min, result.n_max = (min(counts_n), max(counts_n)) if counts_n else (1, 1)
-    (out / f"{spec.name}.html").write_text(chart_page(spec.title, vl_spec))
+    result.packed = charts.pack(vl_spec)
+    (out / f"{spec.name}.html").write_text(chart_page(spec.title, result.packed))
     (out / f"{spec.name}.png").write_bytes(vlc.vegalite_to_png(vl_spec, scale=png_scale))
     result.html, result.png = f"{spec.name}.html", f"{spec.name}.png"
     return result
@@ -671,7 +679,7 @@ def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None =
         f"<p class='note'>One trial per group of the config axes that vary{groups}: the "
         "trial closest to its group's median PSNR.</p>" + gallery_html(shown, every) + "</section>"
     )
-    specs = {c.name: charts.pack(c.spec) for c in drawn if c.spec is not None}
+    specs = {c.name: c.packed or _packed(c.spec) for c in drawn if c.spec is not None}
     script = f"""<script>
 {charts.UNPACK_JS}
 const specs = {_script_json(specs)};
