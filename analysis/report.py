@@ -222,13 +222,13 @@ def build_report(
     for name, path, trials in loaded:
         frame = trials.frame
         sweep_counts = counts(path, trials)
-        for variant, part_frame in variant_frames(frame):
+        for variant, part_frame in variant_frames(frame, spec_variants(path)):
             label = name if variant is None else f"{name}/{variant}"
             part = SweepPart(label, path, sweep_counts, sweep=name, variant=variant)
             part.findings = findings.findings(part_frame, value=score)
             part.protocol = findings.protocol_notes(part_frame)
             report.parts.append(part)
-        frames.append(frame)
+            frames.append(part_frame)  # in the parts' order: the charts' rows follow it
     frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
     for spec in charts.CHARTS.values():
@@ -261,15 +261,31 @@ def build_report(
     return report
 
 
-def variant_frames(frame: pl.DataFrame) -> list[tuple[str | None, pl.DataFrame]]:
-    """(variant, its rows) in the order the rows name them; [(None, frame)] for a sweep
-    without variants. Rows of a variant sweep that name none (older rows) are a part of their
-    own, `unknown`, so no row is left out of the findings."""
+def variant_frames(
+    frame: pl.DataFrame, order: list[str] | None = None
+) -> list[tuple[str | None, pl.DataFrame]]:
+    """(variant, its rows), in `order` (the spec's) then as the rows name them; [(None, frame)]
+    for a sweep without variants. Rows of a variant sweep that name none (older rows) are a
+    part of their own, `unknown`, so no row is left out of the findings."""
     if "variant" not in frame.columns or frame["variant"].null_count() == frame.height:
         return [(None, frame)]
-    names = frame["variant"].fill_null("unknown").unique(maintain_order=True).to_list()
+    present = frame["variant"].fill_null("unknown").unique(maintain_order=True).to_list()
+    order = [v for v in order or [] if v in present]
+    names = order + [v for v in present if v not in order]
     named = frame.with_columns(pl.col("variant").fill_null("unknown").alias("_part"))
     return [(v, named.filter(pl.col("_part") == v).drop("_part")) for v in names]
+
+
+def spec_variants(sweep_path: str) -> list[str]:
+    """The variant names of the sweep's spec.yaml, in its order ([] without a readable spec)."""
+    from orchestrator.sink import SweepStore
+    from orchestrator.spec import parse_yaml
+
+    try:
+        text = SweepStore(sweep_path).read_spec()
+        return list(parse_yaml(text).variants) if text else []
+    except Exception:  # no spec, or one this version cannot read: the rows' order
+        return []
 
 
 def counts(sweep_path: str, trials: load.Trials) -> dict[str, Any]:
@@ -297,7 +313,7 @@ def counts(sweep_path: str, trials: load.Trials) -> dict[str, Any]:
     if "variant" in frame.columns and frame["variant"].null_count() < frame.height:
         out["variants"] = {
             str(variant): {s: n for s, n in part.group_by("status").len().iter_rows()}
-            for variant, part in variant_frames(frame)
+            for variant, part in variant_frames(frame, spec_variants(sweep_path))
         }
     expected = expected_trials(sweep_path)
     if expected is not None:

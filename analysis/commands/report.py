@@ -46,21 +46,28 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     drawn = [c for c in report.charts if not c.skipped]
     print(f"report: {report.out / 'index.html'}")
-    for part in report.parts:
-        status = part.counts["by_status"]
-        name = f"{part.name}: " if len(report.parts) > 1 else ""
+    sweeps = report.sweeps
+    for part in sweeps.values():
+        counts = part.counts
+        status = counts["by_status"]
+        name = f"{part.sweep}: " if len(sweeps) > 1 else ""
         print(
-            f"{name}rows: {part.counts['rows']} (ok {status.get('ok', 0)}, diverged "
+            f"{name}rows: {counts['rows']} (ok {status.get('ok', 0)}, diverged "
             f"{status.get('diverged', 0)}, error {status.get('error', 0)} excluded)"
         )
-        if "expected" in part.counts:
-            print(f"{name}trials present: {part.counts['expected'] - part.counts['missing']} of "
-                  f"{part.counts['expected']}")  # fmt: skip
+        if "expected" in counts:
+            print(f"{name}trials present: {counts['expected'] - counts['missing']} of "
+                  f"{counts['expected']}")  # fmt: skip
+        for variant, by in counts.get("variants", {}).items():
+            rows = ", ".join(f"{n} {s}" for s, n in sorted(by.items()))
+            print(f"  {part.sweep}/{variant}: {rows}")
     print(f"charts: {len(drawn)} drawn, {len(report.charts) - len(drawn)} skipped")
     for chart in report.charts:
         if chart.skipped:
             print(f"  skipped {chart.name}: {chart.skipped}")
     print(f"explorer: {report.out / 'explorer.html'} ({report.explorer_rows} trials)")
+    if len(report.parts) > 1:
+        print(f"  verdicts: [{' | '.join(p.name for p in report.parts)}]")
     for i, finding in enumerate(report.parts[0].findings):
         verdicts = " | ".join(p.findings[i].verdict for p in report.parts)
         print(f"  [{verdicts}] {finding.claim}")
