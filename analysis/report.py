@@ -369,8 +369,11 @@ def _write_chart(
 
 
 def findings_csv(report: Report) -> pl.DataFrame:
+    """One row per (sweep, variant, claim); `variant` is null for sweeps without variants."""
     parts = [
-        findings.findings_frame(p.findings).insert_column(0, pl.lit(p.name).alias("sweep"))
+        findings.findings_frame(p.findings)
+        .insert_column(0, pl.lit(p.variant, dtype=pl.String).alias("variant"))
+        .insert_column(0, pl.lit(p.sweep).alias("sweep"))
         for p in report.parts
     ]
     return pl.concat(parts) if parts else pl.DataFrame()
