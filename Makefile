@@ -9,7 +9,7 @@ REPORT  ?= report
 
 $(BIN)/dlgsweep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[sweep,dev]'
 	touch $@
 
 install: $(BIN)/dlgsweep

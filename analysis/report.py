@@ -185,12 +185,17 @@ vegaEmbed("#chart", unpack({_script_json(_packed(spec))}), {{"renderer": "svg"}}
 
 def _load_sweeps(paths: list[str]) -> list[tuple[str, str, load.Trials]]:
     """(name, path, trials) per sweep path; names made unique when two sweeps share one."""
+    from dlgsweep.errors import UserError
+
     loaded, seen = [], {}
     for path in paths:
         trials = load.load(path)
+        if not trials.files:
+            raise UserError(
+                f"{path} holds no sweep (no trials/ folder in it or in a folder below it); "
+                "give sweep folders, <results>/<sweep>, as `dlgsweep run` writes them"
+            )
         if len(trials.files) > 1:
-            from workloads.errors import UserError
-
             raise UserError(
                 f"{path} holds {len(trials.files)} sweeps ({', '.join(trials.files)}); "
                 "give sweep folders, <results>/<sweep>"
@@ -326,13 +331,10 @@ def counts(sweep_path: str, trials: load.Trials) -> dict[str, Any]:
 def expected_trials(sweep_path: str) -> list[str] | None:
     """The trial keys the sweep's spec.yaml asks for (None if there is no readable spec)."""
     from orchestrator.sink import SweepStore
-    from orchestrator.spec import parse_yaml
 
     try:
-        text = SweepStore(sweep_path).read_spec()
-        if text is None:
-            return None
-        return [config.trial_key for config in parse_yaml(text).trials()]
+        keys = SweepStore(sweep_path).trial_keys()
+        return None if keys is None else list(keys)
     except Exception:  # no spec, or one this version cannot read: counts go without "expected"
         return None
 

@@ -1,26 +1,29 @@
 """`dlgsweep`: the one console script. Each subcommand lives in its own module.
 
-A module in COMMANDS exposes `register(subparsers)`, which adds its parser and sets
+A command module exposes `register(subparsers)`, which adds its parser and sets
 `func(args) -> int`. Bad input raises `UserError`; it is printed as one line, exit code 2.
+Command modules import neither torch nor Ray at import time (`dlgsweep plan` and the readers
+stay instant, and work in the base install without `dlgsweep[sweep]`); what needs them imports
+it inside the function that runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from workloads.errors import UserError
+from analysis.commands import query, report
+from dlgsweep.errors import UserError
+from orchestrator.commands import attack, plan, resume, run, status
 
-# subcommand -> module that implements it (imported lazily: `dlgsweep plan` needs no torch)
-COMMANDS: dict[str, str] = {
-    "attack": "orchestrator.commands.attack",
-    "plan": "orchestrator.commands.plan",
-    "run": "orchestrator.commands.run",
-    "resume": "orchestrator.commands.resume",
-    "status": "orchestrator.commands.status",
-    "query": "analysis.commands.query",
-    "report": "analysis.commands.report",
+COMMANDS = {
+    "attack": attack,
+    "plan": plan,
+    "run": run,
+    "resume": resume,
+    "status": status,
+    "query": query,
+    "report": report,
 }
 
 
@@ -30,11 +33,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
-def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dlgsweep", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in names or list(COMMANDS):
-        importlib.import_module(COMMANDS[name]).register(subparsers)
+    for module in COMMANDS.values():
+        module.register(subparsers)
     return parser
 
 
@@ -46,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    # import only the module the user asked for, so a broken optional part can't break the rest
-    wanted = [argv[0]] if argv and argv[0] in COMMANDS else None
-    args = build_parser(wanted).parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

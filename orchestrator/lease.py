@@ -33,8 +33,8 @@ from urllib.parse import parse_qs
 
 import pyarrow as pa
 
+from dlgsweep.errors import UserError
 from orchestrator.sink import SweepStore, join, split_query
-from workloads.errors import UserError
 
 LEASE = ".lock"
 HEARTBEAT_S = 15.0

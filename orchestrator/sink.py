@@ -44,8 +44,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from dlgsweep.errors import UserError
 from orchestrator.schema import SCHEMA, row_table
-from workloads.errors import UserError
+from orchestrator.spec import SweepSpec, parse_yaml
 
 TRIALS = "trials"
 STAGING = ".staging"
@@ -457,10 +458,42 @@ class SweepStore:
         return self.fs.get_file_info(self.path).type == pafs.FileType.Directory
 
     def read_spec(self) -> str | None:
+        """spec.yaml's text, or None when the folder has none."""
         if self.fs.get_file_info(self.spec_path).type != pafs.FileType.File:
             return None
         with self.fs.open_input_stream(self.spec_path) as stream:
             return stream.read().decode()
+
+    def saved_spec(self) -> SweepSpec:
+        """The sweep's resolved spec.yaml, checked against the folder it lives in (UserError
+        naming the flag otherwise). Its trials are not built here: `run` validated them when it
+        saved the spec; `trial_keys` counts them and a resume builds the ones it runs."""
+        if not self.exists():
+            raise UserError(f"{self.flag} {self.uri!r} does not exist; expected <results>/<sweep>")
+        text = self.read_spec()
+        if text is None:
+            raise UserError(
+                f"{self.flag} {self.uri!r} holds no spec.yaml; is it <results>/<sweep>?"
+            )
+        return self._parse_spec(text)
+
+    def _parse_spec(self, text: str) -> SweepSpec:
+        spec = parse_yaml(text, f"{self.uri}/{SPEC}", check_trials=False)
+        if spec.name != self.name:
+            raise UserError(
+                f"name: spec.yaml says {spec.name!r} but the folder is {self.name!r}; "
+                "rows go to <results>/<name>, so the two must match"
+            )
+        return spec
+
+    def trial_keys(self) -> dict[str, str] | None:
+        """trial_key -> variant ("" without variants) of every trial the saved spec asks for,
+        in the spec's order; None when the folder has no spec.yaml. `status`, `resume`, `plan
+        --results` and `report` count trials through this, never by parsing spec.yaml."""
+        text = self.read_spec()
+        if text is None:
+            return None
+        return {key: variant for variant, key in self._parse_spec(text).trial_keys()}
 
     def listing(self) -> Listing:
         """One listing of trials/: row files, parts, other names."""
@@ -566,6 +599,26 @@ class SweepStore:
         else:
             self._put(final, data)
         return final
+
+
+def find_sweeps(results: str, *, flag: str = "results") -> list[SweepStore]:
+    """The sweeps under `results`: the folder itself when it holds trials/ (one sweep), else
+    each folder below it that does. UserError naming `flag` when `results` is no folder."""
+    fs, path = open_fs(results, flag)
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.Directory:
+        what = "does not exist" if info.type == pafs.FileType.NotFound else "is not a folder"
+        raise StoreError(f"{flag} {results!r} {what}; expected <results> or <results>/<sweep>")
+    if fs.get_file_info(join(path, TRIALS)).type == pafs.FileType.Directory:
+        return [SweepStore(results, flag=flag)]
+    children = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return [
+        SweepStore(join_uri(results.rstrip("/"), child.base_name), flag=flag)
+        for child in sorted(children, key=lambda c: c.base_name)
+        if child.type == pafs.FileType.Directory
+        and not child.base_name.startswith(".")
+        and fs.get_file_info(join(child.path, TRIALS)).type == pafs.FileType.Directory
+    ]
 
 
 def _part_rows(path: str) -> int:

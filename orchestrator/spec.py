@@ -16,18 +16,22 @@ Ray process exists.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from workloads.config import CHOICES, TrialConfig, coerce, normalize_key
-from workloads.errors import ConfigError, UserError
+from dlgsweep.errors import UserError
+from workloads.config import CHOICES, ENGINE_VERSION, TrialConfig, coerce, normalize_key
+from workloads.errors import ConfigError
 
 TOP_LEVEL_KEYS = (
     "name", "description", "grid", "fixed", "attack", "variants", "resources", "retries",
@@ -89,20 +93,43 @@ class SweepSpec:
         """Every trial: each variant x the grid, in a stable order (last axis fastest)."""
         return [config for _, config in self.labelled_trials()]
 
-    def labelled_trials(self) -> list[tuple[str, TrialConfig]]:
-        """(variant name, trial) for every trial; the name is "" when there are no variants."""
+    def labelled_trials(self, only: set[str] | None = None) -> list[tuple[str, TrialConfig]]:
+        """(variant name, trial) for every trial (or those whose key is in `only`), in
+        `trial_keys` order; the name is "" when there are no variants."""
+        out = []
+        for variant, base in self._bases():
+            if only is None:
+                out += [(variant, config) for config in _expand(self.grid, base, variant)]
+                continue
+            points = itertools.product(*self.grid.values())
+            for point, key in zip(points, _keys(self.grid, base)):
+                if key in only:
+                    out.append((variant, _build(self.grid, point, base, variant)))
+        return out
+
+    def trial_keys(self) -> list[tuple[str, str]]:
+        """(variant name, trial_key) of every trial, in order, without building the configs.
+
+        Each key is `TrialConfig.trial_key` of the grid point (the same JSON, the same hash),
+        assembled from each field's encoded value: 10^5 keys in well under a second, where
+        building and validating 10^5 configs takes ten (`status`, `resume`: bench_store.py).
+        """
+        return self._trial_keys
+
+    @cached_property
+    def _trial_keys(self) -> list[tuple[str, str]]:
+        return [(v, key) for v, base in self._bases() for key in _keys(self.grid, base)]
+
+    def _bases(self) -> list[tuple[str, dict[str, Any]]]:
+        """(variant, the fields every grid point of it shares): one per variant, or ("", ...)."""
         base = {**self.fixed, **self.attack}
         if not self.variants:
-            return [("", config) for config in _expand(self.grid, base)]
-        return [
-            (name, config)
-            for name, overrides in self.variants.items()
-            for config in _expand(self.grid, {**base, **overrides}, variant=name)
-        ]
+            return [("", base)]
+        return [(name, {**base, **overrides}) for name, overrides in self.variants.items()]
 
     def variant_of(self) -> dict[str, str]:
         """trial_key -> the variant it belongs to (empty when the spec has no variants)."""
-        return {c.trial_key: name for name, c in self.labelled_trials() if name}
+        return {key: name for name, key in self.trial_keys() if name}
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec: defaults filled in, spellings normalised; `parse_spec` reads it."""
@@ -119,7 +146,7 @@ class SweepSpec:
         return out
 
     def to_yaml(self) -> str:
-        header = f"# resolved sweep spec ({len(self.trials())} trials)"
+        header = f"# resolved sweep spec ({len(self.trial_keys())} trials)"
         if self.source:
             header += f", from {self.source}"
         body = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
@@ -180,12 +207,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def parse_yaml(text: str, source: str = "") -> SweepSpec:
+def parse_yaml(text: str, source: str = "", *, check_trials: bool = True) -> SweepSpec:
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise UserError(f"{source or 'spec'}: not valid YAML: {_one_line(exc)}") from None
-    return parse_spec(raw, source)
+    return parse_spec(raw, source, check_trials=check_trials)
 
 
 def _one_line(exc: yaml.YAMLError) -> str:
@@ -196,8 +223,13 @@ def _one_line(exc: yaml.YAMLError) -> str:
     return f"{problem}{where}"
 
 
-def parse_spec(raw: Any, source: str = "") -> SweepSpec:
-    """Check every key and build every trial once, so a bad value fails here and not in Ray."""
+def parse_spec(raw: Any, source: str = "", *, check_trials: bool = True) -> SweepSpec:
+    """Check every key and build every trial once, so a bad value fails here and not in Ray.
+
+    `check_trials=False` checks every key and value but builds no trial (the checks across
+    fields of one trial wait until it is built): for a spec.yaml that `run` saved, so that
+    `status` and `resume` need not validate 10^5 configs again to count them.
+    """
     if not isinstance(raw, dict):
         keys = ", ".join(TOP_LEVEL_KEYS)
         raise UserError(f"{source or 'spec'}: expected a mapping with keys {keys}")
@@ -241,20 +273,21 @@ def parse_spec(raw: Any, source: str = "") -> SweepSpec:
             for name, fields in variants_n.items()
         },
     )
-    labelled = spec.labelled_trials()  # builds every TrialConfig: cross-field errors here
+    if check_trials:
+        spec.labelled_trials()  # builds every TrialConfig: cross-field errors here
     seen: dict[str, str] = {}
-    for name, config in labelled:
-        if config.trial_key in seen:
-            if name or seen[config.trial_key]:
+    for name, key in spec.trial_keys():
+        if key in seen:
+            if name or seen[key]:
                 raise UserError(
-                    f"variants: {seen[config.trial_key]!r} and {name!r} give the same trial "
-                    f"({config.trial_key}); each variant must change something"
+                    f"variants: {seen[key]!r} and {name!r} give the same trial "
+                    f"({key}); each variant must change something"
                 )
             raise UserError(
                 "grid: two grid points are the same trial (a value listed twice, perhaps in "
                 "two spellings such as ReLU and relu); list each value once"
             )
-        seen[config.trial_key] = name
+        seen[key] = name
     return spec
 
 
@@ -392,15 +425,49 @@ def _retries(raw: Any) -> int:
 def _expand(
     grid: dict[str, list[Any]], base: dict[str, Any], variant: str = ""
 ) -> list[TrialConfig]:
-    axes = list(grid)
-    trials = []
-    for point in itertools.product(*(grid[axis] for axis in axes)):
-        values = {**base, **dict(zip(axes, point))}
-        try:
-            trials.append(TrialConfig.from_dict(values))
-        except ConfigError as exc:
-            where = f"grid.{exc.key}" if exc.key in grid else exc.key
-            at = ", ".join(f"{a}={v}" for a, v in zip(axes, point))
-            at = f"variant {variant}, {at}" if variant else at
-            raise ConfigError(where, exc.value, f"{exc.allowed} (at grid point {at})") from None
-    return trials
+    return [_build(grid, point, base, variant) for point in itertools.product(*grid.values())]
+
+
+def _build(
+    grid: dict[str, list[Any]], point: tuple, base: dict[str, Any], variant: str
+) -> TrialConfig:
+    """The trial at one grid point; an error names the grid point (and variant)."""
+    try:
+        return TrialConfig.from_dict({**base, **dict(zip(grid, point))})
+    except ConfigError as exc:
+        where = f"grid.{exc.key}" if exc.key in grid else exc.key
+        at = ", ".join(f"{a}={v}" for a, v in zip(grid, point))
+        at = f"variant {variant}, {at}" if variant else at
+        raise ConfigError(where, exc.value, f"{exc.allowed} (at grid point {at})") from None
+
+
+_DEFAULTS = TrialConfig().to_dict()
+
+
+def _keys(grid: dict[str, list[Any]], base: dict[str, Any]) -> list[str]:
+    """`TrialConfig.trial_key` of every grid point over `base`, in `itertools.product` order.
+
+    The key hashes `json.dumps({**fields, "engine": ENGINE_VERSION}, sort_keys=True,
+    separators=(",", ":"))`; that text is the sorted `"name":value` pairs, so each value is
+    encoded once and each key costs a join and a hash. Spec values are already canonical
+    (`_value`); an `imagefolder:` dataset is resolved against the working folder by TrialConfig,
+    so those trials (and any grid whose first trial disagrees) take the slow path.
+    """
+    fixed = {**_DEFAULTS, **base, "engine": ENGINE_VERSION}
+    names = sorted(fixed)
+    datasets = [fixed["dataset"], *grid.get("dataset", [])]
+    if any(str(d).startswith("imagefolder:") for d in datasets):
+        return [_build(grid, p, base, "").trial_key for p in itertools.product(*grid.values())]
+    parts = [f"{json.dumps(n)}:{json.dumps(fixed[n])}" for n in names]
+    slots = [names.index(axis) for axis in grid]
+    encoded = [[f"{json.dumps(axis)}:{json.dumps(v)}" for v in grid[axis]] for axis in grid]
+    keys = []
+    for point in itertools.product(*encoded):
+        for slot, text in zip(slots, point):
+            parts[slot] = text
+        blob = "{" + ",".join(parts) + "}"
+        keys.append(hashlib.sha256(blob.encode()).hexdigest()[:16])
+    first = _build(grid, tuple(values[0] for values in grid.values()), base, "")
+    if keys and keys[0] != first.trial_key:  # a field TrialConfig rewrites: build them all
+        return [_build(grid, p, base, "").trial_key for p in itertools.product(*grid.values())]
+    return keys

@@ -8,10 +8,11 @@ import pytest
 from conftest import file_states, trial_files
 
 from orchestrator.cli import main
+from orchestrator.progress import SweepProgress
 from orchestrator.schema import make_row
 from orchestrator.sink import SweepStore
 from orchestrator.spec import parse_yaml
-from orchestrator.sweep import SweepProgress, error_text
+from orchestrator.trainable import error_text
 from workloads.result import TrialResult
 
 

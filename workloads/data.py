@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workloads.errors import ConfigError, UserError
+from dlgsweep.errors import UserError
+from workloads.errors import ConfigError
 
 BUNDLED = {
     "cifar10": "cifar10_test_first1000_uint8_nhwc.npz",

@@ -1,12 +1,13 @@
-"""Errors a user can fix. The CLI turns them into a one-line message and exit code 2."""
+"""The trial config's error: a field holding a value outside its allowed set."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from dlgsweep.errors import UserError
 
-class UserError(Exception):
-    """Bad input from the user: the message says what is wrong and what is allowed."""
+# UserError lives in dlgsweep.errors; named here too for code written before it moved
+__all__ = ["ConfigError", "UserError"]
 
 
 class ConfigError(UserError, ValueError):

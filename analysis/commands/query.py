@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from workloads.errors import UserError
+from dlgsweep.errors import UserError
 
 FORMATS = ("table", "csv", "json", "parquet")
 READ_ONLY = (

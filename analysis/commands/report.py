@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from workloads.errors import UserError
+from dlgsweep.errors import UserError
 
 SCORES = ("psnr_mean", "psnr_raw_mean")  # = analysis.findings.SCORES (no polars import here)
 

@@ -13,6 +13,7 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
+from dlgsweep.extras import require_sweep
 from workloads.config import CHOICES, TrialConfig
 
 BOOLEAN_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("bool", bool)}
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_sweep("attack", ("torch", "torchvision", "skimage"))  # not Ray: one attack, here
     from orchestrator.schema import json_row, make_row
     from workloads.trial import resolve_device, run_trial
 

@@ -25,10 +25,12 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
+from dlgsweep.extras import require_sweep
+from orchestrator.cluster import ClusterView, connect, ray_cluster_view
 from orchestrator.commands.run import add_cluster_args
+from orchestrator.sink import FINISHED, SweepStore, find_sweeps
 from orchestrator.spec import SweepSpec, load_spec, preset_names
 from workloads.config import TrialConfig
-from workloads.errors import UserError
 
 # GFLOP per attack iteration per 32x32 image (about 9 forward passes)
 GFLOP_PER_ITERATION = {
@@ -128,53 +130,47 @@ def measure_key(config: TrialConfig, device: str) -> MeasureKey:
 
 def measured_throughput(results: str) -> dict[MeasureKey, Measured]:
     """Median seconds per iteration (and per-trial overhead) of every finished row under
-    `results` (a results folder or one sweep's folder), by MeasureKey."""
-    from analysis import load
-
-    try:
-        trials = load.load(results, columns=MEASURE_COLUMNS)
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise UserError(f"--results: {exc}") from None
-    shares = {sweep: _gpu_share(results, sweep) for sweep in trials.files}
+    `results` (a results folder or one sweep's folder), by MeasureKey; read through the store
+    (orchestrator.sink), one sweep at a time, only the columns this needs."""
     grouped: dict[MeasureKey, list[dict]] = defaultdict(list)
-    for row in trials.frame.to_dicts():
+    shares: dict[str, float | None] = {}
+    for store in find_sweeps(results, flag="--results"):
+        shares[store.name] = _gpu_share(store)
+        rows = store.read_rows(columns=MEASURE_COLUMNS).table.to_pylist()
+        grouped_rows = [{**row, "sweep": store.name} for row in rows]
+        _group(grouped_rows, grouped)
+    return {key: _measured(rows, shares, key) for key, rows in grouped.items()}
+
+
+def _group(rows: list[dict], grouped: dict[MeasureKey, list[dict]]) -> None:
+    for row in rows:
         spi, run = row["seconds_per_iteration"], row["iterations_run"]
-        if row["status"] not in load.RESULT_STATUSES or not spi or spi <= 0 or not run:
+        if row["status"] not in FINISHED or not spi or spi <= 0 or not run:
             continue
         key = (row["model"], row["batch_size"], device_kind(row["device"]), row["optimizer"],
                row["dataset"], row["image_size"] or 0)  # fmt: skip
         grouped[key].append(row)
-    measured = {}
-    for key, rows in grouped.items():
-        found = {shares.get(r["sweep"]) for r in rows} if key[2] == "cuda" else set()
-        measured[key] = Measured(
-            seconds_per_iteration=statistics.median(r["seconds_per_iteration"] for r in rows),
-            overhead_seconds=statistics.median(
-                max(
-                    0.0,
-                    (r["wall_seconds"] or 0.0) - r["iterations_run"] * r["seconds_per_iteration"],
-                )
-                for r in rows
-            ),
-            rows=len(rows),
-            gpu_shares=tuple(sorted(s for s in found if s is not None)),
-        )
-    return measured
 
 
-def _gpu_share(results: str, sweep: str) -> float | None:
-    """resources.gpu of the sweep's saved spec (results may be the tree or the sweep itself)."""
-    from orchestrator.sink import SweepStore
-    from orchestrator.spec import parse_yaml
+def _measured(rows: list[dict], shares: dict[str, float | None], key: MeasureKey) -> Measured:
+    found = {shares.get(r["sweep"]) for r in rows} if key[2] == "cuda" else set()
+    return Measured(
+        seconds_per_iteration=statistics.median(r["seconds_per_iteration"] for r in rows),
+        overhead_seconds=statistics.median(
+            max(0.0, (r["wall_seconds"] or 0.0) - r["iterations_run"] * r["seconds_per_iteration"])
+            for r in rows
+        ),
+        rows=len(rows),
+        gpu_shares=tuple(sorted(s for s in found if s is not None)),
+    )
 
-    for store in (SweepStore.of(results, sweep), SweepStore(results)):
-        try:
-            text = store.read_spec()
-            if text:
-                return parse_yaml(text).resources.gpu
-        except Exception:  # an unreadable or older spec: the share is just unknown
-            continue
-    return None
+
+def _gpu_share(store: SweepStore) -> float | None:
+    """resources.gpu of the sweep's saved spec (None: no spec, or one this version can't read)."""
+    try:
+        return store.saved_spec().resources.gpu
+    except Exception:  # noqa: BLE001 - an unreadable or older spec: the share is just unknown
+        return None
 
 
 def _throughput_lines(
@@ -208,7 +204,7 @@ def _throughput_lines(
 
 def plan_lines(
     spec: SweepSpec,
-    cluster,  # noqa: ANN001 (sweep.ClusterView)
+    cluster: ClusterView,
     measured: dict[MeasureKey, Measured] | None = None,
     source: str = "",
 ) -> list[str]:
@@ -302,13 +298,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import ClusterView
-
     spec = load_spec(args.spec)
     if args.address or os.environ.get("RAY_ADDRESS"):
+        require_sweep("plan --address", ("ray",))  # asking a cluster takes Ray
         import ray
-
-        from orchestrator.sweep import connect, ray_cluster_view
 
         we_started, where = connect(args.address, None, None)
         try:
@@ -328,10 +321,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _capped(cluster, limit: int, spec: SweepSpec):  # noqa: ANN001, ANN202
+def _capped(cluster: ClusterView, limit: int, spec: SweepSpec) -> ClusterView:
     """--max-concurrent N: describe the cluster as if it held only N trial slots."""
-    from orchestrator.sweep import ClusterView
-
     cpu = spec.resources.cpu
     if cluster.slots(cpu, 0) <= limit:
         return cluster

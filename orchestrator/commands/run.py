@@ -8,7 +8,10 @@ trial has a finished row, 1 when some failed (`dlgsweep resume` reruns them), 2 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from dlgsweep.extras import require_sweep
+from orchestrator import sweep
 from orchestrator.spec import load_spec, preset_names
 
 
@@ -59,14 +62,16 @@ def add_cluster_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cluster_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "address": args.address,
-        "num_cpus": args.num_cpus,
-        "num_gpus": args.num_gpus,
-        "max_concurrent": args.max_concurrent,
-        "require_gpu": args.require_gpu,
-    }
+def sweep_options(args: argparse.Namespace, **more: Any) -> sweep.SweepOptions:
+    """The cluster flags (add_cluster_args) as the run's options, plus `more` of its fields."""
+    return sweep.SweepOptions(
+        address=args.address,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        max_concurrent=args.max_concurrent,
+        require_gpu=args.require_gpu,
+        **more,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,7 +93,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import run_sweep
-
+    require_sweep("run")
     spec = load_spec(args.spec)  # every trial validated before Ray starts
-    return run_sweep(spec, args.results, **cluster_kwargs(args)).exit_code
+    return sweep.run_sweep(spec, args.results, sweep_options(args)).exit_code

@@ -13,8 +13,8 @@ import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dlgsweep.errors import UserError
 from orchestrator.sink import SweepStore
-from workloads.errors import UserError
 
 STATUS_ORDER = ("ok", "diverged", "error")
 
@@ -36,8 +36,6 @@ class SweepStatus:
 
 
 def sweep_status(store: SweepStore) -> SweepStatus:
-    from orchestrator.commands.resume import saved_spec
-
     if not store.exists():
         raise UserError(f"DIR {store.uri!r} does not exist; expected <results>/<sweep>")
     rows = store.read_rows(columns=["trial_key", "status", "error"])
@@ -49,8 +47,9 @@ def sweep_status(store: SweepStore) -> SweepStatus:
             rows.table.column("error").to_pylist(),
         )
     }
-    spec_found = store.read_spec() is not None
-    expected = [t.trial_key for t in saved_spec(store).trials()] if spec_found else list(by_key)
+    keys = store.trial_keys()
+    spec_found = keys is not None
+    expected = list(keys) if keys is not None else list(by_key)
     counts = Counter(by_key[k][0] for k in expected if k in by_key)
     failed = [k for k in expected if k in by_key and by_key[k][0] == "error"]
     errors = Counter(by_key[k][1] or "(no message)" for k in failed)
@@ -59,7 +58,7 @@ def sweep_status(store: SweepStore) -> SweepStatus:
         counts=dict(counts),
         missing=[k for k in expected if k not in by_key],
         errors=errors.most_common(),
-        extra=len(set(by_key) - set(expected)),
+        extra=len(set(by_key).difference(expected)),
         skipped=rows.skipped,
         spec_found=spec_found,
     )
