@@ -60,7 +60,7 @@ ATTACK_FIELDS = (
 )
 TRIAL_FIELDS = tuple(TrialConfig.__dataclass_fields__)
 DEFAULT_RETRIES = 2
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a folder name: 100 at most
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,11 @@ def parse_yaml(text: str, source: str = "", *, check_trials: bool = True) -> Swe
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise UserError(f"{source or 'spec'}: not valid YAML: {_one_line(exc)}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise UserError(
+            f"{source or 'spec'}: YAML nested too deeply for Python's parser; expected a "
+            "mapping of sections holding values or lists of values"
+        ) from None
     return parse_spec(raw, source, check_trials=check_trials)
 
 
@@ -238,7 +243,9 @@ def parse_spec(raw: Any, source: str = "", *, check_trials: bool = True) -> Swee
             raise ConfigError(str(key), None, ", ".join(TOP_LEVEL_KEYS))
     name = raw.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ConfigError("name", name, "a name of letters, digits, '_', '-', '.' (a folder name)")
+        raise ConfigError(
+            "name", name, "a name of 1-100 letters, digits, '_', '-', '.' (a folder name)"
+        )
     grid = _section(raw, "grid")
     fixed = _section(raw, "fixed")
     attack = _section(raw, "attack")
@@ -300,7 +307,9 @@ def _variants(raw: Any, grid: dict[str, list[Any]]) -> dict[str, dict[str, Any]]
     out: dict[str, dict[str, Any]] = {}
     for name, fields in raw.items():
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise ConfigError("variants", name, "variant names of letters, digits, '_', '-', '.'")
+            raise ConfigError(
+                "variants", name, "variant names of 1-100 letters, digits, '_', '-', '.'"
+            )
         if fields is None:
             fields = {}
         if not isinstance(fields, dict):

@@ -81,6 +81,42 @@ SPEC_CASES: dict[str, tuple[str | bytes, tuple[str, ...]]] = {
     ),
 }
 
+# issue 16: fields whose check was looser than what the trial accepts (each failed every trial
+# at run time, or its row at write time), and a spec that exhausts the YAML parser's stack
+SPEC_CASES.update(
+    {
+        "seed-negative": (
+            "name: bad\ngrid: {seed: [-1, 0]}\n",
+            ("grid.seed", "-1", "integer >= 0"),
+        ),
+        "seed-beyond-int64": (
+            "name: bad\ngrid: {lr: [0.1]}\nfixed: {seed: 9223372036854775808}\n",
+            ("seed", "9223372036854775808", "at most 9223372036854775807"),
+        ),
+        "iterations-beyond-int64": (
+            "name: bad\ngrid: {seed: [0]}\nattack: {iterations: 100000000000000000000}\n",
+            ("iterations", "at most 9223372036854775807", "int64"),
+        ),
+        "pool-size-beyond-the-split": (
+            "name: bad\ngrid: {seed: [0]}\nfixed: {pool_size: 20000}\n",
+            ("pool_size", "20000", "at most 10000 (cifar10 test)"),
+        ),
+        "resnet-bn-train-side-8": (
+            "name: bad\ngrid: {seed: [0]}\n"
+            "fixed: {model: resnet18, bn_mode: train, image_size: 8}\n",
+            ("image_size", "at least 9 for resnet18 with bn_mode train at batch_size 1"),
+        ),
+        "name-longer-than-a-folder-name": (
+            "name: " + "x" * 300 + "\ngrid: {seed: [0]}\n",
+            ("name", "1-100 letters"),
+        ),
+        "yaml-nested-too-deeply": (
+            "name: bad\ngrid: {seed: " + "[" * 5000 + "]" * 5000 + "}\n",
+            ("nested too deeply", "a mapping of sections"),
+        ),
+    }
+)
+
 # id -> (argv after the spec/dir, substrings)
 FLAG_CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "num-cpus-negative": (["--num-cpus", "-4"], ("--num-cpus", "'-4'", "an integer >= 1")),
@@ -176,3 +212,48 @@ def test_console_script_exits_2(argv, content, expected, tmp_path):
         timeout=120,
     )
     _assert_refused(proc.returncode, proc.stderr, results, expected)
+
+
+def test_query_nested_too_deeply_exits_2_not_sigsegv(tmp_path):
+    """20,000 chained terms used to overflow polars' planner stack (SIGSEGV, exit 139)."""
+    results = _one_row_sweep(tmp_path)
+    for sql in (
+        "SELECT " + "+".join(["seed"] * 20_000) + " AS s FROM trials",  # 100 KB: one argv word
+        "SELECT " + "(" * 3000 + "seed" + ")" * 3000 + " FROM trials",  # sqlglot's recursion
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "query", str(results), sql],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
+        (line,) = proc.stderr.strip().splitlines()
+        assert "nests expressions too deeply" in line and "at most 1000 levels" in line
+    # a long but shallow query still runs
+    sql = "SELECT count(*) AS n FROM trials WHERE seed IN (" + ", ".join(map(str, range(5000)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "query", str(results), sql + ")",
+         "--format", "csv"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.split() == ["n", "1"], proc.stderr
+
+
+def test_report_on_a_folder_without_a_sweep_exits_2(tmp_path, capsys):
+    empty = tmp_path / "nothing-here"
+    (empty / "notes").mkdir(parents=True)
+    rc = cli.main(["report", str(empty), "--out", str(tmp_path / "report")])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "holds no sweep" in line and "<results>/<sweep>" in line
+    assert not (tmp_path / "report" / "index.html").exists()
+
+
+def _one_row_sweep(tmp_path: Path) -> Path:
+    from orchestrator.schema import make_row
+    from orchestrator.sink import SweepStore
+    from workloads.config import TrialConfig
+    from workloads.result import TrialResult
+
+    store = SweepStore(str(tmp_path / "results" / "one"))
+    row = make_row(TrialConfig(), TrialResult(status="ok", psnr_mean=12.0), sweep="one")
+    store.write_row(row)
+    return tmp_path / "results"

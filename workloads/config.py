@@ -71,6 +71,13 @@ ALIASES: dict[str, dict[str, str]] = {
     "loss": {"mse": "l2", "cos": "cosine", "cosine_similarity": "cosine"},
 }
 
+# The results store's integer columns are int64: a larger value could be validated, then run,
+# then never written.
+INT64_MAX = 2**63 - 1
+# Images in each split of the torchvision datasets: a pool_size beyond them fails every trial.
+SPLIT_SIZES = {("cifar10", "test"): 10_000, ("cifar10", "train"): 50_000,
+               ("mnist", "test"): 10_000, ("mnist", "train"): 60_000}  # fmt: skip
+
 NONE_WORDS = {"null", "none", "~", ""}
 TRUE_WORDS = {"true", "yes", "on", "1"}
 FALSE_WORDS = {"false", "no", "off", "0"}
@@ -144,6 +151,12 @@ class TrialConfig:
         for name in _BOOL_FIELDS_OF_CLASS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "true or false")
+        # numpy's SeedSequence (every random stream of the trial) takes no negative seed
+        _check_range("seed", self.seed, 0, None, "an integer >= 0")
+        for name in _INT_FIELDS_OF_CLASS:
+            if getattr(self, name) > INT64_MAX:
+                allowed = f"an integer at most {INT64_MAX} (2**63 - 1: the results store's int64)"
+                raise ConfigError(name, getattr(self, name), allowed)
         _check_range("batch_size", self.batch_size, 1, None, "an integer >= 1")
         _check_range("pool_size", self.pool_size, 1, None, "an integer >= 1")
         _check_range("iterations", self.iterations, 1, None, "an integer >= 1")
@@ -162,12 +175,23 @@ class TrialConfig:
             raise ConfigError("tv_weight", self.tv_weight, "a number >= 0")
         if self.stop_threshold < 0:
             raise ConfigError("stop_threshold", self.stop_threshold, "a number >= 0")
+        split_size = SPLIT_SIZES.get((self.dataset, self.split))
+        if split_size is not None and self.pool_size > split_size:
+            raise ConfigError(
+                "pool_size", self.pool_size, f"at most {split_size} ({self.dataset} {self.split})"
+            )
         if self.batch_size > self.pool_size:
             raise ConfigError(
                 "batch_size", self.batch_size, f"at most pool_size ({self.pool_size})"
             )
         if self.init_scale <= 0:
             raise ConfigError("init_scale", self.init_scale, "a number > 0")
+        # resnet18's last BatchNorm would see one value per channel: torch refuses to train
+        one_value = self.batch_size == 1 and self.image_size == 8
+        if self.model == "resnet18" and self.bn_mode == "train" and one_value:
+            raise ConfigError(
+                "image_size", 8, "at least 9 for resnet18 with bn_mode train at batch_size 1"
+            )
         if self.norm == "batch" and self.model != "mcmahan_cnn":
             raise ConfigError(
                 "norm",
@@ -244,6 +268,7 @@ _FLOAT_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("float", floa
 _BOOL_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("bool", bool)}
 _FLOAT_FIELDS_OF_CLASS = tuple(sorted(_FLOAT_FIELDS))
 _BOOL_FIELDS_OF_CLASS = tuple(sorted(_BOOL_FIELDS))
+_INT_FIELDS_OF_CLASS = tuple(sorted(_INT_FIELDS))
 
 
 def coerce(name: str, value: Any) -> Any:

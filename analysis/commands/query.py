@@ -23,6 +23,7 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -31,6 +32,15 @@ from dlgsweep.errors import UserError
 FORMATS = ("table", "csv", "json", "parquet")
 READ_ONLY = (
     "query is read-only: give one SELECT (WITH, UNION ... included), SHOW TABLES or EXPLAIN SELECT"
+)
+# Expression nesting a query may have. polars plans an expression tree recursively on its
+# threads' stacks: 20,000 chained terms (`a + a + ...`) overflow them and kill the process
+# (SIGSEGV), and a few thousand already take minutes to plan; sqlglot's parser recurses in
+# Python on parentheses. Deeper queries are refused with one line instead.
+MAX_DEPTH = 1000
+TOO_DEEP = (
+    f"the query nests expressions too deeply (at most {MAX_DEPTH} levels: each chained "
+    "+, AND, OR or parenthesis is one); use IN (...) for long OR chains, or several queries"
 )
 
 
@@ -100,6 +110,11 @@ def check_read_only(sql: str, *, images: bool = False) -> None:
     except sqlglot.errors.SqlglotError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"SQL syntax error: {first}") from None
+    except RecursionError:  # sqlglot recurses per parenthesis
+        raise UserError(TOO_DEEP) from None
+    for statement in statements:
+        if depth(statement) > MAX_DEPTH:
+            raise UserError(f"{TOO_DEEP}; this one has {depth(statement)}")
     if len(statements) != 1:
         raise UserError(f"{READ_ONLY} ({len(statements)} statements given)")
     statement = statements[0]
@@ -125,6 +140,16 @@ def check_read_only(sql: str, *, images: bool = False) -> None:
             raise UserError(f"FROM {node.this.sql()}: only the results' tables can be read")
         if not images and isinstance(node, exp.Column) and node.name in IMAGE_COLUMNS:
             raise UserError(f"{node.name} holds the PNG bytes: add --images to select it")
+
+
+def depth(tree: Any) -> int:
+    """Levels of a parsed statement's expression tree, counted without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in node.iter_expressions())
+    return deepest
 
 
 def flat(frame: pl.DataFrame) -> pl.DataFrame:
