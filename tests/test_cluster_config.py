@@ -206,6 +206,23 @@ def test_the_install_check_catches_unpinned_installs(command):
         _check_installs(broken)
 
 
+@pytest.mark.parametrize("path", [CLUSTER_YAML, LOCAL_YAML], ids=["aws", "local"])
+def test_every_node_installs_the_sweep_extra(path):
+    """The wheel's base install reads results only: a node also needs `dlgsweep[sweep]`
+    (torch, Ray, ...), named in the same pinned install (a glob cannot carry `[sweep]`)."""
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {
+        re.split(r"[\[<>=]", r, maxsplit=1)[0] for r in extra["optional-dependencies"]["sweep"]
+    }
+    for args in _pip_installs(_all_setup(_load(path))):
+        if "--no-deps" in args:
+            continue
+        given = {re.split(r"[\[<>=]", a, maxsplit=1)[0] for a in args if not a.startswith("-")}
+        assert names <= given, (sorted(names - given), args)
+
+
 def test_build_dist_writes_what_the_configs_install():
     """scripts/build_dist.sh: the wheel and constraints.txt the setup commands above expect."""
     text = (ROOT / "scripts" / "build_dist.sh").read_text()
