@@ -13,12 +13,16 @@ Timed, each on the same data side by side:
 
 Operations: `status` (read trial_key/status/error), planning a resume (finished keys vs the
 spec's keys), a `query` GROUP BY, `report`'s load step (`analysis.load.load`, no images), and
-the spec's expansion into trial keys (the same work for every layout). With `--s3-rows N`
+the spec's expansion into trial keys (the same work for every layout). End to end, as a user
+types them (a fresh process each: interpreter start, imports, spec.yaml expanded into keys, the
+store read): `dlgsweep status DIR --json` and `resume`'s planning, now and as they worked
+before issue 16 (every config of spec.yaml built and validated first). With `--s3-rows N`
 (default 2,000) the same on a moto S3 server on loopback, with the HTTP requests counted
 (request count is what costs on a real object store: ~10-50 ms each).
 
     python bench/bench_store.py                       # 10^5 rows; first run writes them (~5 min)
     python bench/bench_store.py --rows 20000 --s3-rows 0
+    python bench/bench_store.py --end-to-end           # status/resume planning only (~2 min)
 Results: a Markdown table on stdout, and bench_store.md / bench_store.json in --work.
 """
 
@@ -121,8 +125,11 @@ def synthetic(configs: pa.Table, rng: np.random.Generator) -> pa.Table:
     )
 
 
-def prepare(work: Path, rows: int, say) -> tuple[pa.Table, list[str], Path, Path]:
-    """(all rows, the spec's keys, the one-file-per-row results root, the compacted root)."""
+def prepare(
+    work: Path, rows: int, say, before_layout: bool = True
+) -> tuple[pa.Table, list[str], Path, Path]:
+    """(all rows, the spec's keys, the one-file-per-row results root, the compacted root);
+    `before_layout=False` writes only the compacted one."""
     cache = work / f"rows-{rows}.parquet"
     spec = parse_yaml(spec_yaml(rows))
     if not cache.exists():
@@ -137,7 +144,7 @@ def prepare(work: Path, rows: int, say) -> tuple[pa.Table, list[str], Path, Path
     keys = table.column("trial_key").to_pylist()
     before = work / f"before-{rows}"
     marker = before / SWEEP / "trials" / ".complete"
-    if not marker.exists():
+    if before_layout and not marker.exists():
         say(f"writing {rows} row files (today's layout) into {before} ...")
         shutil.rmtree(before, ignore_errors=True)
         store = SweepStore.of(str(before), SWEEP)
@@ -372,11 +379,81 @@ def markdown(results: dict, columns: list[str], requests: bool = False) -> str:
     return "\n".join(lines)
 
 
+# -- end to end: the commands a user types, each in a fresh process ------------------------------
+
+STATUS_BEFORE = """
+import sys
+from orchestrator.sink import SweepStore
+from orchestrator.spec import parse_yaml
+store = SweepStore(sys.argv[1], flag="DIR")
+spec = parse_yaml(store.read_spec())  # every TrialConfig built and validated, as before
+expected = [t.trial_key for t in spec.trials()]
+rows = store.read_rows(columns=["trial_key", "status", "error"]).table
+print(len(expected), rows.num_rows)
+"""
+RESUME_PLANNING = """
+import sys
+from orchestrator.sink import SweepStore
+from orchestrator.sweep import plan_run
+store = SweepStore(sys.argv[1], flag="DIR")
+plan = plan_run(store.saved_spec(), store)  # what `dlgsweep resume` does before Ray starts
+print(len(plan.keys), len(plan.pending))
+"""
+RESUME_PLANNING_BEFORE = """
+import sys
+from orchestrator.sink import FINISHED, SweepStore
+from orchestrator.spec import parse_yaml
+store = SweepStore(sys.argv[1], flag="DIR")
+trials = parse_yaml(store.read_spec()).trials()  # as before: every config built, then keyed
+statuses = store.statuses()
+pending = [t for t in trials if statuses.get(t.trial_key) not in FINISHED]
+print(len(trials), len(pending))
+"""
+
+
+def wall(argv: list[str]) -> tuple[float, str]:
+    """Seconds a fresh process takes, interpreter start and imports included; its stdout."""
+    import subprocess
+
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, done.stdout.strip()
+
+
+def end_to_end(sweep: Path, say) -> dict[str, dict[str, float]]:
+    """`dlgsweep status DIR --json` and `resume`'s planning on the compacted layout, now and
+    the way they worked before issue 16 (spec.yaml expanded into validated configs)."""
+    python = sys.executable
+    runs = {
+        "dlgsweep status DIR --json": (
+            [python, "-m", "orchestrator.cli", "status", str(sweep), "--json"],
+            [python, "-c", STATUS_BEFORE, str(sweep)],
+        ),
+        "resume planning (spec.yaml -> pending configs)": (
+            [python, "-c", RESUME_PLANNING, str(sweep)],
+            [python, "-c", RESUME_PLANNING_BEFORE, str(sweep)],
+        ),
+    }
+    out = {}
+    for name, (now, before) in runs.items():
+        before_s, _ = wall(before)
+        now_s, printed = wall(now)
+        out[name] = {"before": before_s, "now": now_s}
+        say(f"  {name:<48} before {before_s:6.2f} s   now {now_s:6.2f} s  (-> {printed})")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--s3-rows", type=int, default=2_000, help="0: skip the S3 part")
     parser.add_argument("--work", default="/tmp/dlgsweep-bench-store", help="data, reused")
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="only `status` and resume planning end to end on the compacted layout (no "
+        "one-file-per-row folder: minutes less to prepare)",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -384,7 +461,22 @@ def main() -> None:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    table, keys, before, after = prepare(work, args.rows, say)
+    table, keys, before, after = prepare(work, args.rows, say, before_layout=not args.end_to_end)
+    say(f"end to end, {args.rows} trials, compacted layout, a fresh process each:")
+    e2e = end_to_end(after / SWEEP, say)
+    e2e_text = [
+        f"\n## End to end at {args.rows} trials (compacted; a fresh process: start, imports, "
+        "spec.yaml, the store)\n",
+        "| command | before issue 16 | now |",
+        "| --- | --- | --- |",
+        *(f"| {n} | {t['before']:.2f} s | {t['now']:.2f} s |" for n, t in e2e.items()),
+    ]
+    if args.end_to_end:
+        out = "\n".join(e2e_text) + "\n"
+        print("\n" + out)
+        (work / "bench_store_e2e.md").write_text(out)
+        (work / "bench_store_e2e.json").write_text(json.dumps(e2e, indent=2))
+        return
     spec_seconds, _ = timed(
         lambda: [t.trial_key for t in parse_yaml(spec_yaml(args.rows)).trials()]
     )
@@ -415,8 +507,10 @@ def main() -> None:
             np.mean([len(b) for b in table.column("ground_truth_png")[:1000].to_pylist()])
         ),
     }
+    report["end_to_end"] = e2e
     text = [
-        f"## Results store, {args.rows} trials, local disk\n",
+        *e2e_text,
+        f"\n## Results store, {args.rows} trials, local disk\n",
         markdown(local, list(columns)),
         f"\nThe spec's expansion into {args.rows} trial keys (the same for every layout, part of "
         f"`status` and `resume`): {spec_seconds:.1f} s. One compaction of "
