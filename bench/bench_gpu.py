@@ -468,10 +468,14 @@ def run_ray_sweep(spec, results: str) -> list[dict]:
     run_sweep(spec, results, say=lambda line: None)
     columns = ROW_COLUMNS + ([PEAK_COLUMN] if PEAK_COLUMN in SCHEMA.names else [])
     rows = SweepStore.of(results, spec.name).read_rows(columns=columns).table.to_pylist()
-    for row in rows:
-        for key in ("started_at", "finished_at"):
-            row[key] = row[key].timestamp() if row[key] is not None else None
-    return rows
+    return [_seconds(row) for row in rows]
+
+
+def _seconds(row: dict) -> dict:
+    """A row with its timestamps as unix seconds (what the summaries subtract)."""
+    for key in ("started_at", "finished_at"):
+        row[key] = row[key].timestamp() if row[key] is not None else None
+    return row
 
 
 def run_process_pool(spec, device: str, packing: int, cpus: int) -> list[dict]:
@@ -508,6 +512,7 @@ def run_process_pool(spec, device: str, packing: int, cpus: int) -> list[dict]:
 def _pool_worker(tasks, done, device: str, share: float, threads: int) -> None:  # noqa: ANN001
     import torch
 
+    from orchestrator.schema import make_row
     from workloads.config import TrialConfig
     from workloads.device import limit_gpu_memory, resolve_device
     from workloads.trial import run_trial
@@ -518,17 +523,9 @@ def _pool_worker(tasks, done, device: str, share: float, threads: int) -> None: 
     while (raw := tasks.get()) is not None:
         config = TrialConfig.from_dict(raw)
         result = run_trial(config, device=device)
-        done.put(
-            {
-                "trial_key": config.trial_key, "status": result.status, "error": result.error,
-                "model": config.model, "batch_size": config.batch_size,
-                "iterations_run": result.iterations_run,
-                "seconds_per_iteration": result.seconds_per_iteration,
-                "wall_seconds": result.wall_seconds, "started_at": result.started_at,
-                "finished_at": result.finished_at, "device": result.device,
-                PEAK_COLUMN: getattr(result, PEAK_COLUMN, None),
-            }
-        )  # fmt: skip
+        # the row the sink would write (orchestrator.schema), the columns the Ray runner reads
+        row = make_row(config, result, with_images=False)
+        done.put(_seconds({name: row.get(name) for name in [*ROW_COLUMNS, PEAK_COLUMN]}))
 
 
 def packing_summary(rows: list[dict], packing: int, wall: float, gpu: dict) -> dict:

@@ -2,6 +2,15 @@
 
 Column names here are a public contract (DESIGN.md, "Names other tools rely on"): scripts and
 notebooks outside the package read them. Add columns; never rename or drop one.
+
+The row is declared once, in three dataclasses, and everything else derives from them (optuna
+builds `trials_dataframe` from `FrozenTrial`): the run's bookkeeping (`RowHead`: sweep,
+trial_key, variant), the trial's config (`workloads.config.TrialConfig`, one column per field),
+what it produced (`workloads.result.TrialResult`, one column per field, see its docstring), and
+where and with what it ran (`Provenance`). `SCHEMA` (Arrow), `make_row` (the sink's writer),
+`CONFIG_COLUMNS` and `RESULT_COLUMNS` (readers, bench_gpu) are all computed from those.
+Readers match columns by name (polars, pyarrow, duckdb with union_by_name), so a column's place
+is not part of the contract; `sweep, trial_key, status, error` lead, for short ranged reads.
 """
 
 from __future__ import annotations
@@ -9,7 +18,7 @@ from __future__ import annotations
 import io
 import platform
 import socket
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,59 +28,72 @@ import pyarrow as pa
 from workloads.config import ENGINE_VERSION, TrialConfig
 from workloads.result import TrialResult
 
-_ARROW_OF = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
+# a dataclass field's annotation (string: `from __future__ import annotations`) -> Arrow
+_ARROW_OF = {
+    "int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_(),
+    "list[int]": pa.list_(pa.int64()), "list[float]": pa.list_(pa.float64()),
+}  # fmt: skip
+_STORED_AS = {"timestamp": pa.timestamp("us", tz="UTC"), "png": pa.binary()}
 
-CONFIG_COLUMNS: list[tuple[str, pa.DataType]] = [
-    (f.name, _ARROW_OF[f.type if isinstance(f.type, str) else f.type.__name__])
-    for f in fields(TrialConfig)
+
+@dataclass(frozen=True)
+class RowHead:
+    """Which sweep a row belongs to, and which trial it is."""
+
+    sweep: str
+    trial_key: str
+    variant: str | None  # the spec's variant the trial belongs to; null without variants
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where and with what a trial ran."""
+
+    host: str | None
+    node_id: str | None  # the Ray node (null outside Ray: `dlgsweep attack`)
+    attempt: int
+    engine_version: int  # workloads.config.ENGINE_VERSION, part of trial_key
+    dlgsweep_version: str
+    torch_version: str
+    ray_version: str
+    python_version: str
+
+
+def _column(name: str, annotation: Any, stored_as: str = "value") -> tuple[str, pa.DataType]:
+    if stored_as != "value":
+        return (f"{name}_png" if stored_as == "png" else name), _STORED_AS[stored_as]
+    text = annotation if isinstance(annotation, str) else annotation.__name__
+    return name, _ARROW_OF[text.replace(" | None", "")]
+
+
+def _columns(cls: type) -> list[tuple[str, pa.DataType]]:
+    return [_column(f.name, f.type) for f in fields(cls)]
+
+
+# TrialResult's fields as stored, with how: "value" (as itself), "timestamp" or "png"; a field
+# whose metadata says `column: None` (`frames`) stays out of the row
+_RESULT_FIELDS = [
+    (f, f.metadata.get("column", "value"))
+    for f in fields(TrialResult)
+    if f.metadata.get("column", "value") is not None
 ]
+CONFIG_COLUMNS: list[tuple[str, pa.DataType]] = _columns(TrialConfig)
+RESULT_COLUMNS: list[tuple[str, pa.DataType]] = [
+    _column(f.name, f.type, kind) for f, kind in _RESULT_FIELDS
+]
+IMAGE_COLUMNS = tuple(f"{f.name}_png" for f, kind in _RESULT_FIELDS if kind == "png")
+_LEAD = ("status", "error")  # lead the row after its head: a status read is one short range
 
 SCHEMA = pa.schema(
     [
-        ("sweep", pa.string()),
-        ("trial_key", pa.string()),
-        ("variant", pa.string()),  # the spec's variant the trial belongs to; null without variants
-        ("status", pa.string()),
-        ("error", pa.string()),
+        *_columns(RowHead),
+        *[c for c in RESULT_COLUMNS if c[0] in _LEAD],
         *CONFIG_COLUMNS,
-        ("label_strategy_used", pa.string()),
-        ("psnr_mean", pa.float64()),
-        ("psnr_min", pa.float64()),
-        ("psnr_max", pa.float64()),
-        ("psnr_raw_mean", pa.float64()),  # the seed's score: unclamped, unmatched dummy
-        ("ssim_mean", pa.float64()),
-        ("label_accuracy", pa.float64()),
-        ("grad_loss_final", pa.float64()),
-        ("iterations_run", pa.int64()),
-        ("best_iteration", pa.int64()),
-        ("wall_seconds", pa.float64()),
-        ("seconds_per_iteration", pa.float64()),
-        ("device", pa.string()),
-        ("gpu_memory_peak_bytes", pa.int64()),
-        ("host", pa.string()),
-        ("node_id", pa.string()),
-        ("attempt", pa.int64()),
-        ("engine_version", pa.int64()),  # workloads.config.ENGINE_VERSION, part of trial_key
-        ("dlgsweep_version", pa.string()),
-        ("torch_version", pa.string()),
-        ("ray_version", pa.string()),
-        ("python_version", pa.string()),
-        ("started_at", pa.timestamp("us", tz="UTC")),
-        ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("true_labels", pa.list_(pa.int64())),
-        ("predicted_labels", pa.list_(pa.int64())),
-        ("grad_zero_fraction", pa.float64()),
-        ("init_weight_std", pa.float64()),  # std of the first conv's weights as initialised
-        ("grad_kernel_norms", pa.list_(pa.float64())),
-        ("curve_iteration", pa.list_(pa.int64())),
-        ("curve_grad_loss", pa.list_(pa.float64())),
-        ("curve_psnr", pa.list_(pa.float64())),
-        ("reconstruction_png", pa.binary()),
-        ("ground_truth_png", pa.binary()),
+        *[c for c in RESULT_COLUMNS if c[0] not in _LEAD and c[0] not in IMAGE_COLUMNS],
+        *_columns(Provenance),
+        *[c for c in RESULT_COLUMNS if c[0] in IMAGE_COLUMNS],
     ]
 )
-
-IMAGE_COLUMNS = ("reconstruction_png", "ground_truth_png")
 
 
 def versions() -> dict[str, str]:
@@ -102,48 +124,25 @@ def make_row(
     with_images: bool = True,
 ) -> dict[str, Any]:
     """One row of SCHEMA from a config and its result (image bytes only if `with_images`)."""
-    row: dict[str, Any] = {"sweep": sweep, "trial_key": config.trial_key, "variant": variant}
+    row: dict[str, Any] = asdict(RowHead(sweep, config.trial_key, variant))
     row.update(config.to_dict())
-    for name in (
-        "status",
-        "error",
-        "label_strategy_used",
-        "psnr_mean",
-        "psnr_min",
-        "psnr_max",
-        "psnr_raw_mean",
-        "ssim_mean",
-        "label_accuracy",
-        "grad_loss_final",
-        "iterations_run",
-        "best_iteration",
-        "wall_seconds",
-        "seconds_per_iteration",
-        "device",
-        "gpu_memory_peak_bytes",
-        "true_labels",
-        "predicted_labels",
-        "grad_zero_fraction",
-        "init_weight_std",
-        "grad_kernel_norms",
-        "curve_iteration",
-        "curve_grad_loss",
-        "curve_psnr",
-    ):
-        row[name] = getattr(result, name)
-    row["host"] = host or socket.gethostname()
-    row["node_id"] = node_id
-    row["attempt"] = attempt
-    row["engine_version"] = ENGINE_VERSION
-    row.update(versions())
-    row["started_at"] = _timestamp(result.started_at)
-    row["finished_at"] = _timestamp(result.finished_at)
-    if with_images:
-        row["reconstruction_png"] = batch_png(result.reconstruction)
-        row["ground_truth_png"] = batch_png(result.ground_truth)
-    else:
-        for column in IMAGE_COLUMNS:
-            row.pop(column, None)
+    for f, kind in _RESULT_FIELDS:
+        value = getattr(result, f.name)
+        if kind == "timestamp":
+            row[f.name] = _timestamp(value)
+        elif kind == "png":
+            if with_images:
+                row[f"{f.name}_png"] = batch_png(value)
+        else:
+            row[f.name] = value
+    provenance = Provenance(
+        host=host or socket.gethostname(),
+        node_id=node_id,
+        attempt=attempt,
+        engine_version=ENGINE_VERSION,
+        **versions(),  # type: ignore[arg-type]
+    )
+    row.update(asdict(provenance))
     return row
 
 

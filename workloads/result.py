@@ -2,6 +2,12 @@
 
 A trial that fails still returns a `TrialResult` (status `error`, the message in `error`), so
 the results sink writes one row for every trial (optuna's FrozenTrial: failures are records).
+
+This dataclass is the declaration of the row's result columns: orchestrator.schema derives
+their Arrow types from the annotations below and `make_row` copies every field, so a field
+added here is a column everywhere. A field's `metadata["column"]` says how it is stored when
+not as itself: `timestamp` (unix seconds -> UTC timestamp), `png` (the image batch -> PNG
+bytes in `<name>_png`), or `None` (kept out of the row).
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ class TrialResult:
     seconds_per_iteration: float | None = None
     device: str = "cpu"
     gpu_memory_peak_bytes: int | None = None  # the trial's peak CUDA allocation (None on CPU)
-    started_at: float = 0.0  # unix seconds
-    finished_at: float = 0.0
+    started_at: float = field(default=0.0, metadata={"column": "timestamp"})  # unix seconds
+    finished_at: float = field(default=0.0, metadata={"column": "timestamp"})
     label_strategy_used: str | None = None
     true_labels: list[int] = field(default_factory=list)
     predicted_labels: list[int] = field(default_factory=list)
@@ -42,9 +48,10 @@ class TrialResult:
     curve_grad_loss: list[float] = field(default_factory=list)
     curve_psnr: list[float] = field(default_factory=list)
     # (B, H, W, C) uint8, matched order: reconstruction[i] is scored against ground_truth[i]
-    reconstruction: np.ndarray | None = None
-    ground_truth: np.ndarray | None = None
-    frames: list[np.ndarray] = field(default_factory=list, repr=False)  # for the GIF
+    reconstruction: np.ndarray | None = field(default=None, metadata={"column": "png"})
+    ground_truth: np.ndarray | None = field(default=None, metadata={"column": "png"})
+    # for the GIF of `dlgsweep attack`; never in a row
+    frames: list[np.ndarray] = field(default_factory=list, repr=False, metadata={"column": None})
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
