@@ -140,7 +140,7 @@ def prepare(
             schema=pa.schema([SCHEMA.field("trial_key"), *CONFIG_COLUMNS]),
         )
         pq.write_table(synthetic(configs, np.random.default_rng(0)), cache)
-    table = pq.read_table(cache)
+    table = pq.read_table(cache).select(SCHEMA.names)  # a cache may predate a column's move
     keys = table.column("trial_key").to_pylist()
     before = work / f"before-{rows}"
     marker = before / SWEEP / "trials" / ".complete"

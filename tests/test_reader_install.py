@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -37,9 +38,19 @@ attack: {iterations: 5, curve_points: 5}
 def reader(tmp_path_factory) -> Path:
     """A venv holding this checkout's wheel and only its base dependencies."""
     folder = tmp_path_factory.mktemp("reader")
+    # from a clean copy, as scripts/build_dist.sh does: an in-tree build would reuse build/lib
+    source = folder / "src"
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(folder), str(ROOT)],
+         "--wheel-dir", str(folder), str(source)],
         check=True, capture_output=True,
     )  # fmt: skip
     (wheel,) = folder.glob("dlgsweep-*.whl")
