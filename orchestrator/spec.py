@@ -96,14 +96,17 @@ class SweepSpec:
     def labelled_trials(self, only: set[str] | None = None) -> list[tuple[str, TrialConfig]]:
         """(variant name, trial) for every trial (or those whose key is in `only`), in
         `trial_keys` order; the name is "" when there are no variants."""
+        if only is None:
+            return [
+                (variant, config)
+                for variant, base in self._bases()
+                for config in _expand(self.grid, base, variant)
+            ]
+        keys = iter(self.trial_keys())
         out = []
         for variant, base in self._bases():
-            if only is None:
-                out += [(variant, config) for config in _expand(self.grid, base, variant)]
-                continue
-            points = itertools.product(*self.grid.values())
-            for point, key in zip(points, _keys(self.grid, base)):
-                if key in only:
+            for point in itertools.product(*self.grid.values()):
+                if next(keys)[1] in only:
                     out.append((variant, _build(self.grid, point, base, variant)))
         return out
 

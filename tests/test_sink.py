@@ -279,3 +279,52 @@ def test_attempts_count_per_run_and_are_cleared(tmp_path):
 def test_uris_keep_their_options_at_the_end(results, sweep, joined, parent):
     assert sink.join_uri(results, sweep) == joined
     assert sink.parent_uri(joined) == parent
+
+
+def test_the_row_is_declared_once_and_every_field_is_a_column():
+    """SCHEMA and make_row derive from RowHead + TrialConfig + TrialResult + Provenance: a
+    field added to TrialResult is a column with no other edit (`frames` stays out)."""
+    from dataclasses import fields
+
+    from orchestrator.schema import IMAGE_COLUMNS, Provenance, RowHead
+
+    declared = [f.name for cls in (RowHead, TrialConfig, Provenance) for f in fields(cls)]
+    for f in fields(TrialResult):
+        kind = f.metadata.get("column", "value")
+        if kind is not None:
+            declared.append(f"{f.name}_png" if kind == "png" else f.name)
+    assert sorted(declared) == sorted(SCHEMA.names)
+    assert "frames" not in SCHEMA.names and IMAGE_COLUMNS == (
+        "reconstruction_png",
+        "ground_truth_png",
+    )
+    assert SCHEMA.names[:5] == ["sweep", "trial_key", "variant", "status", "error"]
+    images = np.zeros((1, 4, 4, 3), dtype=np.uint8)
+    result = TrialResult(status="ok", reconstruction=images, ground_truth=images, started_at=1.0)
+    row = make_row(TrialConfig(), result, sweep="s")
+    assert sorted(row) == sorted(SCHEMA.names)  # every column written, nothing else
+    assert row["started_at"].timestamp() == 1.0 and row["reconstruction_png"][:4] == b"\x89PNG"
+    assert not set(IMAGE_COLUMNS) & set(make_row(TrialConfig(), result, with_images=False))
+
+
+def test_the_store_answers_for_the_saved_spec(tmp_path):
+    """trial_keys / saved_spec / find_sweeps: the spec's trials without parsing it elsewhere."""
+    from dlgsweep.errors import UserError
+    from orchestrator.spec import parse_yaml
+
+    spec = parse_yaml("name: s\ngrid: {seed: [0, 1, 2]}\nattack: {iterations: 5}\n")
+    store = SweepStore.of(str(tmp_path), "s")
+    store.check_writable()
+    assert store.trial_keys() is None  # no spec.yaml yet
+    store.save_spec(spec.to_yaml())
+    assert list(store.trial_keys()) == [t.trial_key for t in spec.trials()]
+    assert store.saved_spec().grid == spec.grid
+    assert [s.name for s in sink.find_sweeps(str(tmp_path))] == ["s"]
+    assert [s.name for s in sink.find_sweeps(store.uri)] == ["s"]
+    other = SweepStore.of(str(tmp_path), "renamed")
+    other.check_writable()
+    other.save_spec(spec.to_yaml())
+    with pytest.raises(UserError, match="spec.yaml says 's' but the folder is 'renamed'"):
+        other.trial_keys()
+    with pytest.raises(UserError, match="does not exist"):
+        sink.find_sweeps(str(tmp_path / "nowhere"))

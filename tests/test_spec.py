@@ -276,3 +276,23 @@ def test_trial_flops_scale_with_batch_and_pixels():
     assert trial_gflop(one.replace(image_size=64)) == pytest.approx(40.4)
     mnist = TrialConfig(dataset="mnist", iterations=1)
     assert trial_gflop(mnist) == pytest.approx(0.3 * 784 / 1024)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_trial_keys_without_configs_equal_the_configs_keys(name):
+    """SweepSpec.trial_keys (status, resume: no TrialConfig built) = TrialConfig.trial_key."""
+    spec = load_spec(name)
+    slow = [(variant, config.trial_key) for variant, config in spec.labelled_trials()]
+    assert spec.trial_keys() == slow
+
+
+def test_trial_keys_of_odd_values_and_imagefolder(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    spec = parse_yaml(
+        "name: odd\ngrid: {lr: [1, 0.1, 1e-05], stop: [iterations, plateau]}\n"
+        f"fixed: {{dataset: 'imagefolder:{folder}', init_scale: 2, mask_pruned: yes}}\n"
+    )
+    assert [k for _, k in spec.trial_keys()] == [t.trial_key for t in spec.trials()]
+    only = {spec.trial_keys()[2][1]}
+    assert [c.trial_key for _, c in spec.labelled_trials(only=only)] == list(only)

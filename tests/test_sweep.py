@@ -94,3 +94,25 @@ def test_error_text_is_one_groupable_line():
     assert error_text(Wrapped("ray noise")) == "ValueError: dataset: bad"
     assert error_text(RuntimeError("x" * 900)).startswith("RuntimeError: xxx")
     assert len(error_text(RuntimeError("x" * 900))) == 500
+
+
+def test_planning_builds_configs_only_for_the_trials_to_run(tmp_path, monkeypatch):
+    """resume at 10^5 trials: keys from the spec, statuses from the store, and a TrialConfig
+    only for each trial without a finished row (bench_store.py times it end to end)."""
+    from orchestrator.sweep import plan_run
+    from workloads.config import TrialConfig
+
+    spec = parse_yaml("name: p\ngrid: {seed: [0, 1, 2, 3]}\nattack: {iterations: 5}\n")
+    trials = spec.trials()
+    store = SweepStore.of(str(tmp_path), "p")
+    for config, status in zip(trials, ("ok", "diverged", "error")):
+        store.write_row(make_row(config, TrialResult(status=status), sweep="p"))
+    built: list[str] = []
+    original = TrialConfig.from_dict
+    monkeypatch.setattr(
+        TrialConfig, "from_dict", classmethod(lambda cls, raw: built.append("") or original(raw))
+    )
+    plan = plan_run(spec, store)
+    assert plan.keys == [t.trial_key for t in trials] and plan.skipped == 2
+    assert [c.trial_key for _, c in plan.pending] == [trials[2].trial_key, trials[3].trial_key]
+    assert len(built) == 2  # the two to run (the keys were computed when the spec was read)
