@@ -219,8 +219,9 @@ def _heterogeneity(
         ]
         frame = pandas.DataFrame(records)
         try:
-            table = AnovaRM(frame, "effect", "seed", within=["factor"], aggregate_func="mean")
-            row = table.fit().anova_table.iloc[0]
+            with np.errstate(divide="ignore", invalid="ignore"):  # no residual: F undefined
+                table = AnovaRM(frame, "effect", "seed", within=["factor"], aggregate_func="mean")
+                row = table.fit().anova_table.iloc[0]
         except ValueError:
             continue
         f, df1, df2, p = row["F Value"], row["Num DF"], row["Den DF"], row["Pr > F"]
