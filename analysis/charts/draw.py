@@ -109,11 +109,10 @@ def summary(panel: Panel, rows: pl.DataFrame, *, select: bool = True) -> Drawn:
             f"{col}:{_kind(data, col)}", title=None if col == "metric" else title_of(col)
         )
     if row:
-        order = rows["sweep"].unique(maintain_order=True).to_list()  # as the report lists them
-        parts = any("/" in str(s) for s in order)
-        facets["row"] = alt.Row(
-            "sweep:N", title="sweep/variant" if parts else "sweep", sort=[str(s) for s in order]
-        )
+        parts = any("/" in str(s) for s in rows["sweep"].unique().to_list())
+        # rows of panels in Vega-Lite's own (alphabetical) order: a layered facet sorted by an
+        # explicit list, or by a field, draws some rows' data under another row's header
+        facets["row"] = alt.Row("sweep:N", title="sweep/variant" if parts else "sweep")
     if facets:
         chart = chart.facet(**facets)
         if len(panel.metrics) > 1:
