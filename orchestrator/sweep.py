@@ -34,6 +34,7 @@ from orchestrator.cluster import check_reachable, connect, fit_resources, ray_cl
 from orchestrator.compaction import Compactor
 from orchestrator.lease import SweepLease
 from orchestrator.progress import SweepProgress, tune_callback
+from orchestrator.signals import arm, sigterm_interrupts, terminated
 from orchestrator.sink import COMPACT_MIN_ROWS, FINISHED, SweepStore
 from orchestrator.spec import SweepSpec
 from orchestrator.trainable import attack_trainable, error_text, trial_name
@@ -122,7 +123,7 @@ def run_sweep(
     store.check_writable()
     command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) or "run_sweep"
     try:
-        with SweepLease(store, command, warn=say) as lease:
+        with sigterm_interrupts(), SweepLease(store, command, warn=say) as lease:
             store.clear_staging()  # files of writers that died; no writer lives but ours
             store.clear_attempts(keep=lease.run)
             plan = plan_run(spec, store)
@@ -141,9 +142,10 @@ def run_sweep(
                 compactor.run()
                 store.clear_attempts()
             after = store.statuses()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        why = "stopped (SIGTERM)" if terminated(stop) else "interrupted"
         say(
-            "[dlgsweep] interrupted: finished rows are kept, no half-written row counts; "
+            f"[dlgsweep] {why}: finished rows are kept, no half-written row counts; "
             f"finish the sweep with: dlgsweep resume {shlex.quote(store.uri)}"
         )
         raise
@@ -183,6 +185,7 @@ def _tune(
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     say = options.say
     we_started, where = connect(options.address, options.num_cpus, options.num_gpus)
+    arm()  # ray.init put its own SIGTERM handler (sys.exit) in place of ours
     try:
         cluster = ray_cluster_view(where)
         resources = fit_resources(
@@ -224,6 +227,12 @@ def _tune(
         grid = tuner.fit()
         _record_failures(grid, spec, store, say)
         progress.show(force=True)
+    except KeyboardInterrupt:
+        if terminated():
+            # SIGKILL follows within seconds (`ray job stop`): the lease is released first,
+            # and Ray's own atexit hook disconnects this process as it exits
+            we_started = False
+        raise
     finally:
         if we_started:
             ray.shutdown()
