@@ -41,6 +41,7 @@ from orchestrator.trainable import attack_trainable, error_text, trial_name
 from workloads.config import TrialConfig
 
 Say = Callable[[str], None]
+_USER_TUNE_LOGGERS = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class SweepOptions:
     is. `callbacks`: extra `ray.tune.Callback`s. `flag`: how errors name the results path.
     `compact_min_rows`: finished rows per compaction (default sink.COMPACT_MIN_ROWS, or
     $DLGSWEEP_COMPACT_MIN_ROWS). `save_spec`: write spec.yaml (`resume` runs the saved one).
+    `tune_storage`: where Ray Tune keeps its experiment state, a folder or URI (default: on the
+    driver's disk, see `tune_storage`).
     """
 
     address: str | None = None
@@ -64,6 +67,7 @@ class SweepOptions:
     say: Say = print
     flag: str = "--results"
     compact_min_rows: int | None = None
+    tune_storage: str | None = None
 
     def min_rows(self) -> int:
         if self.compact_min_rows is not None:
@@ -180,6 +184,10 @@ def _tune(
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, ours only
+    # Tune's per-trial result.json/progress.csv/events files: only where asked for (or where
+    # the user's own environment says so)
+    loggers_off = "0" if options.tune_storage else "1"
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = _USER_TUNE_LOGGERS or loggers_off
     # Ctrl-C raises KeyboardInterrupt here (Tune's own handler would print its Tuner.restore
     # advice); run_sweep answers with `dlgsweep resume`, the CLI exits 130
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
@@ -216,9 +224,7 @@ def _tune(
                 trial_dirname_creator=trial_name,
             ),
             run_config=tune.RunConfig(
-                name=f"run-{run}",
-                storage_path=store.tune_path,
-                storage_filesystem=store.tune_filesystem,
+                **tune_storage(store, run, options.tune_storage),
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
                 callbacks=[tune_callback(progress, compactor), *options.callbacks],
                 verbose=0,
@@ -236,6 +242,27 @@ def _tune(
     finally:
         if we_started:
             ray.shutdown()
+
+
+def tune_storage(store: SweepStore, run: str, asked: str | None) -> dict[str, Any]:
+    """RunConfig's name and storage for Tune's experiment state and per-trial files.
+
+    No command reads them (rows are keyed by trial_key, `resume` plans from the rows), so they
+    stay on the driver's disk: `<results>/<sweep>/tune/` for a local results folder, Tune's own
+    default (~/ray_results) for a remote one, where every file would be requests for nothing.
+    `asked` (`--tune-storage`): a folder or URI (query options as for --results) that gets
+    them, with Tune's default loggers (result.json, progress.csv, TensorBoard events).
+    """
+    if asked:
+        where = SweepStore(asked, flag="--tune-storage")
+        return {
+            "name": f"{store.name}-run-{run}",
+            "storage_path": where.path,
+            "storage_filesystem": None if where.local else where.fs,
+        }
+    if store.local:
+        return {"name": f"run-{run}", "storage_path": store.tune_path}
+    return {"name": f"{store.name}-run-{run}", "storage_path": None}
 
 
 def _record_failures(grid: Any, spec: SweepSpec, store: SweepStore, say: Say) -> None:

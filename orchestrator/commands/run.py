@@ -62,6 +62,17 @@ def add_cluster_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of a run that are not about the cluster (shared by run and resume)."""
+    parser.add_argument(
+        "--tune-storage",
+        metavar="DIR|URI",
+        help="keep Ray Tune's experiment state and per-trial result files there (a folder or "
+        "s3:// gs:// URI); by default they stay on the driver's disk, and no dlgsweep command "
+        "reads them",
+    )
+
+
 def sweep_options(args: argparse.Namespace, **more: Any) -> sweep.SweepOptions:
     """The cluster flags (add_cluster_args) as the run's options, plus `more` of its fields."""
     return sweep.SweepOptions(
@@ -70,6 +81,7 @@ def sweep_options(args: argparse.Namespace, **more: Any) -> sweep.SweepOptions:
         num_gpus=args.num_gpus,
         max_concurrent=args.max_concurrent,
         require_gpu=args.require_gpu,
+        tune_storage=getattr(args, "tune_storage", None),
         **more,
     )
 
@@ -89,6 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="results root: a folder or an s3:// gs:// URI every node reaches (default: results)",
     )
     add_cluster_args(parser)
+    add_run_args(parser)
     parser.set_defaults(func=main)
 
 
