@@ -54,7 +54,8 @@ class SweepOptions:
     `compact_min_rows`: finished rows per compaction (default sink.COMPACT_MIN_ROWS, or
     $DLGSWEEP_COMPACT_MIN_ROWS). `save_spec`: write spec.yaml (`resume` runs the saved one).
     `tune_storage`: where Ray Tune keeps its experiment state, a folder or URI (default: on the
-    driver's disk, see `tune_storage`).
+    driver's disk, see `tune_storage`). `report_every`: live reports every N attack iterations
+    (default: the spec's `report_every`, else about REPORTS_PER_TRIAL a trial).
     """
 
     address: str | None = None
@@ -68,6 +69,7 @@ class SweepOptions:
     flag: str = "--results"
     compact_min_rows: int | None = None
     tune_storage: str | None = None
+    report_every: int | None = None
 
     def min_rows(self) -> int:
         if self.compact_min_rows is not None:
@@ -213,6 +215,7 @@ def _tune(
             "store": store.uri,
             "run": run,
             "retries": spec.retries,
+            "report_every": options.report_every or spec.report_every,
         }
         tuner = tune.Tuner(
             tune.with_resources(attack_trainable, resources),

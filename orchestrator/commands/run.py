@@ -71,6 +71,13 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         "s3:// gs:// URI); by default they stay on the driver's disk, and no dlgsweep command "
         "reads them",
     )
+    parser.add_argument(
+        "--report-every",
+        metavar="N",
+        type=_count(1, "an integer >= 1"),
+        help="each trial reports its iteration, gradient loss and PSNR so far to Tune every N "
+        "attack iterations (default: the spec's report_every, else about 20 reports a trial)",
+    )
 
 
 def sweep_options(args: argparse.Namespace, **more: Any) -> sweep.SweepOptions:
@@ -82,6 +89,7 @@ def sweep_options(args: argparse.Namespace, **more: Any) -> sweep.SweepOptions:
         max_concurrent=args.max_concurrent,
         require_gpu=args.require_gpu,
         tune_storage=getattr(args, "tune_storage", None),
+        report_every=getattr(args, "report_every", None),
         **more,
     )
 
