@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from orchestrator import trackers
 from orchestrator.cluster import check_reachable, connect, fit_resources, ray_cluster_view
 from orchestrator.compaction import Compactor
 from orchestrator.lease import SweepLease
@@ -55,7 +56,8 @@ class SweepOptions:
     $DLGSWEEP_COMPACT_MIN_ROWS). `save_spec`: write spec.yaml (`resume` runs the saved one).
     `tune_storage`: where Ray Tune keeps its experiment state, a folder or URI (default: on the
     driver's disk, see `tune_storage`). `report_every`: live reports every N attack iterations
-    (default: the spec's `report_every`, else about REPORTS_PER_TRIAL a trial).
+    (default: the spec's `report_every`, else about REPORTS_PER_TRIAL a trial). `log`:
+    trackers as checked by `trackers.check` (`--log`), one run per trial.
     """
 
     address: str | None = None
@@ -70,6 +72,7 @@ class SweepOptions:
     compact_min_rows: int | None = None
     tune_storage: str | None = None
     report_every: int | None = None
+    log: tuple[tuple[str, str | None], ...] = ()
 
     def min_rows(self) -> int:
         if self.compact_min_rows is not None:
@@ -229,7 +232,11 @@ def _tune(
             run_config=tune.RunConfig(
                 **tune_storage(store, run, options.tune_storage),
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
-                callbacks=[tune_callback(progress, compactor), *options.callbacks],
+                callbacks=[
+                    tune_callback(progress, compactor),
+                    *trackers.callbacks(list(options.log), spec.name),
+                    *options.callbacks,
+                ],
                 verbose=0,
             ),
         )

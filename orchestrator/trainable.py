@@ -62,7 +62,7 @@ def attack_trainable(params: dict[str, Any]) -> None:
         status = store.finished_status(config.trial_key) or status
     tune.report(
         {"trial_status": status, "psnr_mean": result.psnr_mean, "attempt": attempt,
-         "live_report_seconds": live.seconds}
+         "live_report_seconds": live.seconds, "timesteps_total": result.iterations_run}
     )  # fmt: skip
 
 
@@ -93,7 +93,8 @@ class LiveReporter:
         started = time.perf_counter()
         self.report(
             {"attack_iteration": iteration, "iterations": self.iterations,
-             "grad_loss": grad_loss, "psnr": psnr, "attempt": self.attempt}
+             "grad_loss": grad_loss, "psnr": psnr, "attempt": self.attempt,
+             "timesteps_total": iteration}  # trackers' step (MLflow, W&B, TensorBoard)
         )  # fmt: skip
         self.seconds += time.perf_counter() - started
 

@@ -131,6 +131,9 @@ FLAG_CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
 RUN_FLAG_CASES = {
     "report-every-zero": (["--report-every", "0"], ("--report-every", "an integer >= 1")),
     "report-every-word": (["--report-every", "often"], ("--report-every", "an integer >= 1")),
+    "log-unknown": (["--log", "neptune"], ("--log", "'neptune'", "tensorboard, wandb, mlflow=URI")),
+    "log-mlflow-no-uri": (["--log", "mlflow"], ("--log", "needs a tracking URI", "mlflow=URI")),
+    "log-wandb-value": (["--log", "wandb=x"], ("--log", "takes no value", "expected wandb")),
 }
 
 
@@ -266,3 +269,17 @@ def _one_row_sweep(tmp_path: Path) -> Path:
     row = make_row(TrialConfig(), TrialResult(status="ok", psnr_mean=12.0), sweep="one")
     store.write_row(row)
     return tmp_path / "results"
+
+
+def test_a_tracker_without_its_package_names_the_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "demo", "--results", str(results), "--log", "mlflow=http://127.0.0.1:9"])
+    expected = ("--log", "mlflow package is not installed", "pip install 'dlgsweep[mlflow]'")
+    _assert_refused(exit_info.value.code, capsys.readouterr().err, results, expected)

@@ -97,7 +97,7 @@ def test_live_reports_come_at_curve_points_past_each_multiple():
         live(iteration, 0.5, 20.0)
     assert [r["attack_iteration"] for r in reports] == [30, 50, 80]  # 99: the final report's
     assert reports[0] == {"attack_iteration": 30, "iterations": 100, "grad_loss": 0.5,
-                          "psnr": 20.0, "attempt": 1}  # fmt: skip
+                          "psnr": 20.0, "attempt": 1, "timesteps_total": 30}  # fmt: skip
     reports.clear()
     default = LiveReporter(500, None, attempt=2, report=reports.append)
     for iteration in [*range(0, 500, 10), 499]:

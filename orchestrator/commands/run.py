@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dlgsweep.errors import UserError
 from dlgsweep.extras import require_sweep
-from orchestrator import sweep
+from orchestrator import sweep, trackers
 from orchestrator.spec import load_spec, preset_names
 
 
@@ -29,6 +30,14 @@ def _count(minimum: int, allowed: str):
         return value
 
     return parse
+
+
+def _tracker(text: str) -> tuple[str, str | None]:
+    """An argparse type for --log (argparse's error names the flag, this the rule)."""
+    try:
+        return trackers.parse(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_cluster_args(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +81,14 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         "reads them",
     )
     parser.add_argument(
+        "--log",
+        action="append",
+        type=_tracker,
+        metavar="TRACKER",
+        help=f"send each trial's config and curve to a tracker, one run per trial: "
+        f"{trackers.ALLOWED} (repeatable; W&B reads WANDB_MODE=offline)",
+    )
+    parser.add_argument(
         "--report-every",
         metavar="N",
         type=_count(1, "an integer >= 1"),
@@ -90,6 +107,7 @@ def sweep_options(args: argparse.Namespace, **more: Any) -> sweep.SweepOptions:
         require_gpu=args.require_gpu,
         tune_storage=getattr(args, "tune_storage", None),
         report_every=getattr(args, "report_every", None),
+        log=tuple(getattr(args, "log", None) or ()),
         **more,
     )
 
