@@ -10,11 +10,13 @@ it inside the function that runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from analysis.commands import query, report
 from dlgsweep.errors import UserError
 from orchestrator.commands import attack, plan, resume, run, status
+from orchestrator.signals import Terminated, terminated
 
 COMMANDS = {
     "attack": attack,
@@ -55,7 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"dlgsweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        if terminated(stop):
+            print("stopped (SIGTERM)", file=sys.stderr)
+            # the lease is released and the hint printed: exit now. Ray's atexit disconnect
+            # takes seconds, longer than `ray job stop` waits before its SIGKILL
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(Terminated.exit_code)
         print("interrupted", file=sys.stderr)
         return 130
 

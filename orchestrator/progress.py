@@ -1,6 +1,7 @@
 """The progress line of a running sweep, fed by a Tune callback (public API only).
 
-`SweepProgress` counts done / running / failed / left and prints one line with an ETA;
+`SweepProgress` counts done / running / failed / left and prints one line with an ETA, and
+how far the running trials are (their live reports: attack iterations run of all);
 `tune_callback` turns Tune's hooks into those counts and, every step, gives the compactor
 (orchestrator.compaction) its chance to merge finished rows.
 """
@@ -25,6 +26,7 @@ class SweepProgress:
         self.running: set[str] = set()
         self.outcomes: Counter[str] = Counter()  # this run's finished trials by row status
         self.last_status: dict[str, str] = {}
+        self.through: dict[str, float] = {}  # running trial -> fraction of its iterations run
         self.retries = 0
         self.started = time.monotonic()
         self.last_line = 0.0
@@ -55,15 +57,25 @@ class SweepProgress:
         else:
             eta = "ETA --"
         retries = f" | {self.retries} retried" if self.retries else ""
+        through = ""
+        if self.running and self.through:
+            through = f" ({self.percent_through()}% through)"
         return (
-            f"[dlgsweep] {self.done}/{self.total} done | {len(self.running)} running | "
+            f"[dlgsweep] {self.done}/{self.total} done | {len(self.running)} running{through} | "
             f"{self.failed} failed | {max(left, 0)} left{retries} | {eta}"
         )
+
+    def percent_through(self) -> int:
+        """Mean share of their attack iterations the running trials have run (0 before any)."""
+        if not self.running:
+            return 0
+        return round(100 * sum(self.through.get(t, 0.0) for t in self.running) / len(self.running))
 
     def show(self, force: bool = False) -> None:
         """Print when the counts changed (at most every `interval` s) or every `heartbeat` s."""
         now = time.monotonic()
-        state = (self.done, self.failed, len(self.running), self.retries)
+        state = (self.done, self.failed, len(self.running), self.retries,
+                 self.percent_through() // 10)  # fmt: skip
         changed = state != self.last_state and now - self.last_line >= self.interval
         if force or changed or now - self.last_line >= self.heartbeat:
             self.last_line, self.last_state = now, state
@@ -73,18 +85,22 @@ class SweepProgress:
     def started_trial(self, trial_id: str) -> None:
         self.running.add(trial_id)
 
-    def result(self, trial_id: str, status: str | None) -> None:
-        if status:
-            self.last_status[trial_id] = status
+    def result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if result.get("trial_status"):
+            self.last_status[trial_id] = result["trial_status"]
+        if result.get("iterations"):  # a live report
+            self.through[trial_id] = result["attack_iteration"] / result["iterations"]
 
     def finished_trial(self, trial_id: str, errored: bool) -> None:
         self.running.discard(trial_id)
+        self.through.pop(trial_id, None)
         status = "error" if errored else self.last_status.get(trial_id, "ok")
         self.outcomes[status] += 1
         self.show()
 
     def retried(self, trial_id: str) -> None:
         self.running.discard(trial_id)
+        self.through.pop(trial_id, None)
         self.retries += 1
 
 
@@ -100,7 +116,7 @@ def tune_callback(progress: SweepProgress, compactor: Compactor | None = None) -
             progress.started_trial(trial.trial_id)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
-            progress.result(trial.trial_id, result.get("trial_status"))
+            progress.result(trial.trial_id, result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
             progress.finished_trial(trial.trial_id, errored=False)

@@ -7,7 +7,7 @@
 <results>/<sweep>/.lock                                       the live run (orchestrator.lease)
 <results>/<sweep>/.attempts/<run>/<trial_key>                 a live run's attempt counters
 <results>/<sweep>/.staging/                                   half-written files; never read
-<results>/<sweep>/tune/                                       Ray Tune's experiment state
+<results>/<sweep>/tune/                                       Tune's state (local results only)
 ```
 
 Writing. A worker writes its trial's row as `trials/<trial_key>.parquet`, atomically: on a local
@@ -359,12 +359,8 @@ class SweepStore:
 
     @property
     def tune_path(self) -> str:
-        """Ray Tune's `storage_path`, inside `tune_filesystem` (None: a local path)."""
+        """Ray Tune's `storage_path` for a local results folder (sweep.tune_storage)."""
         return join(self.path, "tune")
-
-    @property
-    def tune_filesystem(self) -> pafs.FileSystem | None:
-        return None if self.local else self.fs
 
     # -- writing ------------------------------------------------------------------------------
 

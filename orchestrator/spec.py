@@ -7,6 +7,7 @@ fixed: {dataset: cifar10}                                # the same for every tr
 attack: {optimizer: adam, lr: 0.1, iterations: 500}      # attack fields, same for every trial
 resources: {cpu: 1, gpu: 0.25}                           # per trial (fractional GPUs pack)
 retries: 2                                               # Tune FailureConfig max_failures
+report_every: 25                                         # live reports (default: ~20 a trial)
 ```
 
 `load_spec` takes a preset name (`orchestrator/presets/<name>.yaml`) or a path. Every error is a
@@ -35,6 +36,7 @@ from workloads.errors import ConfigError
 
 TOP_LEVEL_KEYS = (
     "name", "description", "grid", "fixed", "attack", "variants", "resources", "retries",
+    "report_every",
 )  # fmt: skip
 RESOURCE_KEYS = ("cpu", "gpu")
 # Ray counts resources in units of 1/10000 (ray._raylet.RESOURCE_UNIT_SCALING); a request below
@@ -84,6 +86,9 @@ class SweepSpec:
     attack: dict[str, Any]
     resources: Resources = field(default_factory=Resources)
     retries: int = DEFAULT_RETRIES
+    # live reports every N attack iterations (None: about 20 a trial); not a trial field, so
+    # trial keys and rows do not depend on it
+    report_every: int | None = None
     description: str = ""
     source: str = ""  # preset name or path the spec came from (not saved)
     # name -> fields overriding fixed/attack; each variant is crossed with the whole grid
@@ -146,6 +151,8 @@ class SweepSpec:
             out["variants"] = {name: dict(fields) for name, fields in self.variants.items()}
         out["resources"] = {"cpu": self.resources.cpu, "gpu": self.resources.gpu}
         out["retries"] = self.retries
+        if self.report_every is not None:
+            out["report_every"] = self.report_every
         return out
 
     def to_yaml(self) -> str:
@@ -276,6 +283,7 @@ def parse_spec(raw: Any, source: str = "", *, check_trials: bool = True) -> Swee
         attack={key: _value(f"attack.{key}", key, v) for key, v in attack_n.items()},
         resources=_resources(raw.get("resources")),
         retries=_retries(raw.get("retries", DEFAULT_RETRIES)),
+        report_every=_report_every(raw.get("report_every")),
         description=str(raw.get("description") or ""),
         source=source,
         variants={
@@ -426,6 +434,14 @@ def _quantity(where: str, value: Any, allowed: str) -> float:
             where, value, f"{allowed}, in steps of {1 / RESOURCE_UNITS:g} (Ray's resource unit)"
         )
     return value
+
+
+def _report_every(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ConfigError("report_every", raw, "an integer >= 1 (attack iterations per report)")
+    return raw
 
 
 def _retries(raw: Any) -> int:

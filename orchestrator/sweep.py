@@ -30,16 +30,19 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from orchestrator import trackers
 from orchestrator.cluster import check_reachable, connect, fit_resources, ray_cluster_view
 from orchestrator.compaction import Compactor
 from orchestrator.lease import SweepLease
 from orchestrator.progress import SweepProgress, tune_callback
+from orchestrator.signals import arm, sigterm_interrupts, terminated
 from orchestrator.sink import COMPACT_MIN_ROWS, FINISHED, SweepStore
 from orchestrator.spec import SweepSpec
 from orchestrator.trainable import attack_trainable, error_text, trial_name
 from workloads.config import TrialConfig
 
 Say = Callable[[str], None]
+_USER_TUNE_LOGGERS = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class SweepOptions:
     is. `callbacks`: extra `ray.tune.Callback`s. `flag`: how errors name the results path.
     `compact_min_rows`: finished rows per compaction (default sink.COMPACT_MIN_ROWS, or
     $DLGSWEEP_COMPACT_MIN_ROWS). `save_spec`: write spec.yaml (`resume` runs the saved one).
+    `tune_storage`: where Ray Tune keeps its experiment state, a folder or URI (default: on the
+    driver's disk, see `tune_storage`). `report_every`: live reports every N attack iterations
+    (default: the spec's `report_every`, else about REPORTS_PER_TRIAL a trial). `log`:
+    trackers as checked by `trackers.check` (`--log`), one run per trial.
     """
 
     address: str | None = None
@@ -63,6 +70,9 @@ class SweepOptions:
     say: Say = print
     flag: str = "--results"
     compact_min_rows: int | None = None
+    tune_storage: str | None = None
+    report_every: int | None = None
+    log: tuple[tuple[str, str | None], ...] = ()
 
     def min_rows(self) -> int:
         if self.compact_min_rows is not None:
@@ -122,7 +132,7 @@ def run_sweep(
     store.check_writable()
     command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) or "run_sweep"
     try:
-        with SweepLease(store, command, warn=say) as lease:
+        with sigterm_interrupts(), SweepLease(store, command, warn=say) as lease:
             store.clear_staging()  # files of writers that died; no writer lives but ours
             store.clear_attempts(keep=lease.run)
             plan = plan_run(spec, store)
@@ -141,9 +151,10 @@ def run_sweep(
                 compactor.run()
                 store.clear_attempts()
             after = store.statuses()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        why = "stopped (SIGTERM)" if terminated(stop) else "interrupted"
         say(
-            "[dlgsweep] interrupted: finished rows are kept, no half-written row counts; "
+            f"[dlgsweep] {why}: finished rows are kept, no half-written row counts; "
             f"finish the sweep with: dlgsweep resume {shlex.quote(store.uri)}"
         )
         raise
@@ -178,11 +189,16 @@ def _tune(
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables, ours only
+    # Tune's per-trial result.json/progress.csv/events files: only where asked for (or where
+    # the user's own environment says so)
+    loggers_off = "0" if options.tune_storage else "1"
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = _USER_TUNE_LOGGERS or loggers_off
     # Ctrl-C raises KeyboardInterrupt here (Tune's own handler would print its Tuner.restore
     # advice); run_sweep answers with `dlgsweep resume`, the CLI exits 130
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     say = options.say
     we_started, where = connect(options.address, options.num_cpus, options.num_gpus)
+    arm()  # ray.init put its own SIGTERM handler (sys.exit) in place of ours
     try:
         cluster = ray_cluster_view(where)
         resources = fit_resources(
@@ -202,6 +218,7 @@ def _tune(
             "store": store.uri,
             "run": run,
             "retries": spec.retries,
+            "report_every": options.report_every or spec.report_every,
         }
         tuner = tune.Tuner(
             tune.with_resources(attack_trainable, resources),
@@ -213,20 +230,49 @@ def _tune(
                 trial_dirname_creator=trial_name,
             ),
             run_config=tune.RunConfig(
-                name=f"run-{run}",
-                storage_path=store.tune_path,
-                storage_filesystem=store.tune_filesystem,
+                **tune_storage(store, run, options.tune_storage),
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
-                callbacks=[tune_callback(progress, compactor), *options.callbacks],
+                callbacks=[
+                    tune_callback(progress, compactor),
+                    *trackers.callbacks(list(options.log), spec.name),
+                    *options.callbacks,
+                ],
                 verbose=0,
             ),
         )
         grid = tuner.fit()
         _record_failures(grid, spec, store, say)
         progress.show(force=True)
+    except KeyboardInterrupt:
+        if terminated():
+            # SIGKILL follows within seconds (`ray job stop`): the lease is released first,
+            # and Ray's own atexit hook disconnects this process as it exits
+            we_started = False
+        raise
     finally:
         if we_started:
             ray.shutdown()
+
+
+def tune_storage(store: SweepStore, run: str, asked: str | None) -> dict[str, Any]:
+    """RunConfig's name and storage for Tune's experiment state and per-trial files.
+
+    No command reads them (rows are keyed by trial_key, `resume` plans from the rows), so they
+    stay on the driver's disk: `<results>/<sweep>/tune/` for a local results folder, Tune's own
+    default (~/ray_results) for a remote one, where every file would be requests for nothing.
+    `asked` (`--tune-storage`): a folder or URI (query options as for --results) that gets
+    them, with Tune's default loggers (result.json, progress.csv, TensorBoard events).
+    """
+    if asked:
+        where = SweepStore(asked, flag="--tune-storage")
+        return {
+            "name": f"{store.name}-run-{run}",
+            "storage_path": where.path,
+            "storage_filesystem": None if where.local else where.fs,
+        }
+    if store.local:
+        return {"name": f"run-{run}", "storage_path": store.tune_path}
+    return {"name": f"{store.name}-run-{run}", "storage_path": None}
 
 
 def _record_failures(grid: Any, spec: SweepSpec, store: SweepStore, say: Say) -> None:

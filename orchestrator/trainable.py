@@ -5,13 +5,19 @@ before it runs and before it writes: a trial whose row file is already finished 
 attempt wrote it, then died before its report) is not run again and its row is never replaced.
 Attempts are counted in a few bytes per trial in the store (`SweepStore.next_attempt`), not in a
 Tune checkpoint. torch and Ray are imported here only inside the functions (the `sweep` extra).
+
+While the attack runs, the trial reports its progress every `report_every` iterations
+(`LiveReporter`): `attack_iteration`, `iterations`, `grad_loss`, `psnr`. They are points of
+the row's convergence curve, passed on as they are computed: nothing extra is scored.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
-from typing import Any
+import time
+from typing import Any, Callable
 
 from orchestrator.sink import SweepStore
 
@@ -38,7 +44,8 @@ def attack_trainable(params: dict[str, Any]) -> None:
     # cap this worker's CUDA allocator at the trial's GPU share (Ray's fractional `gpu`)
     share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
     limit_gpu_memory(device, share)
-    result = run_trial(config, device=device)
+    live = LiveReporter(config.iterations, params.get("report_every"), attempt, tune.report)
+    result = run_trial(config, device=device, live=live)
     if result.status == "error" and attempt <= params["retries"]:
         raise TrialFailed(result.error or "run_trial returned status error")  # Tune retries
     row = make_row(
@@ -53,7 +60,43 @@ def attack_trainable(params: dict[str, Any]) -> None:
     status = result.status
     if store.write_row(row) is None:  # a finished row appeared meanwhile: it stays
         status = store.finished_status(config.trial_key) or status
-    tune.report({"trial_status": status, "psnr_mean": result.psnr_mean, "attempt": attempt})
+    tune.report(
+        {"trial_status": status, "psnr_mean": result.psnr_mean, "attempt": attempt,
+         "live_report_seconds": live.seconds, "timesteps_total": result.iterations_run}
+    )  # fmt: skip
+
+
+REPORTS_PER_TRIAL = 20  # live reports of a trial when the spec sets no report_every
+
+
+class LiveReporter:
+    """run_trial's `live` hook: reports the curve point at or after each multiple of `every`.
+
+    The attack scores its iterate only at the curve's points (every ceil(iterations /
+    curve_points) iterations), so reports come at the first such point past each multiple; the
+    last point is left to the final report, which carries the row's own numbers. `seconds`:
+    the time spent reporting (bench/bench_live_reports.py)."""
+
+    def __init__(
+        self, iterations: int, every: int | None, attempt: int, report: Callable[[dict], None]
+    ) -> None:
+        self.iterations, self.attempt, self.report = iterations, attempt, report
+        self.every = every or max(1, math.ceil(iterations / REPORTS_PER_TRIAL))
+        self.due = self.every
+        self.seconds = 0.0
+
+    def __call__(self, iteration: int, grad_loss: float, psnr: float) -> None:
+        # `iteration` steps made the scored iterate; the last point goes with the final report
+        if iteration < self.due or iteration >= self.iterations - 1:
+            return
+        self.due = (iteration // self.every + 1) * self.every
+        started = time.perf_counter()
+        self.report(
+            {"attack_iteration": iteration, "iterations": self.iterations,
+             "grad_loss": grad_loss, "psnr": psnr, "attempt": self.attempt,
+             "timesteps_total": iteration}  # trackers' step (MLflow, W&B, TensorBoard)
+        )  # fmt: skip
+        self.seconds += time.perf_counter() - started
 
 
 def _node_id() -> str:

@@ -51,6 +51,7 @@ SPEC_CASES: dict[str, tuple[str | bytes, tuple[str, ...]]] = {
     "lr-in-grid-inf": ("name: bad\ngrid: {lr: [0.1, .inf]}\n", ("grid.lr", "finite")),
     "retries-negative": (BASE + "retries: -1\n", ("retries", "an integer >= 0")),
     "retries-fraction": (BASE + "retries: 1.5\n", ("retries", "an integer >= 0")),
+    "report-every-zero": (BASE + "report_every: 0\n", ("report_every", "an integer >= 1")),
     "same-field-two-spellings-fixed": (
         "name: bad\ngrid: {seed: [0]}\n"
         "fixed: {init_method: xavier_normal, model.init_method: kaiming_normal}\n",
@@ -126,6 +127,14 @@ FLAG_CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "max-concurrent-negative": (["--max-concurrent", "-1"], ("--max-concurrent", ">= 1")),
     "max-concurrent-zero": (["--max-concurrent", "0"], ("--max-concurrent", ">= 1")),
 }
+# flags of run and resume only
+RUN_FLAG_CASES = {
+    "report-every-zero": (["--report-every", "0"], ("--report-every", "an integer >= 1")),
+    "report-every-word": (["--report-every", "often"], ("--report-every", "an integer >= 1")),
+    "log-unknown": (["--log", "neptune"], ("--log", "'neptune'", "tensorboard, wandb, mlflow=URI")),
+    "log-mlflow-no-uri": (["--log", "mlflow"], ("--log", "needs a tracking URI", "mlflow=URI")),
+    "log-wandb-value": (["--log", "wandb=x"], ("--log", "takes no value", "expected wandb")),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -161,10 +170,13 @@ def test_bad_spec_is_refused_before_ray(case, tmp_path, capsys):
     _assert_refused(rc, capsys.readouterr().err, results, expected)
 
 
-@pytest.mark.parametrize("command", ["run", "resume", "plan"])
-@pytest.mark.parametrize("case", list(FLAG_CASES))
+@pytest.mark.parametrize(
+    ("command", "case"),
+    [(c, k) for c in ("run", "resume", "plan") for k in FLAG_CASES]
+    + [(c, k) for c in ("run", "resume") for k in RUN_FLAG_CASES],
+)
 def test_bad_cluster_flag_is_refused(case, command, tmp_path, capsys):
-    flags, expected = FLAG_CASES[case]
+    flags, expected = {**FLAG_CASES, **RUN_FLAG_CASES}[case]
     results = tmp_path / "results"
     target = {"run": "demo", "plan": "demo", "resume": str(results / "demo")}[command]
     extra = ["--results", str(results)] if command == "run" else []
@@ -257,3 +269,17 @@ def _one_row_sweep(tmp_path: Path) -> Path:
     row = make_row(TrialConfig(), TrialResult(status="ok", psnr_mean=12.0), sweep="one")
     store.write_row(row)
     return tmp_path / "results"
+
+
+def test_a_tracker_without_its_package_names_the_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "demo", "--results", str(results), "--log", "mlflow=http://127.0.0.1:9"])
+    expected = ("--log", "mlflow package is not installed", "pip install 'dlgsweep[mlflow]'")
+    _assert_refused(exit_info.value.code, capsys.readouterr().err, results, expected)

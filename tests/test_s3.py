@@ -73,12 +73,16 @@ def test_a_sweep_on_s3_is_written_and_read_back(s3, s3_ray, tiny_spec, tmp_path,
     assert "results/ons3/spec.yaml" in objects
     parts = [k for k in objects if k.startswith("results/ons3/trials/part-")]
     assert parts and not [k for k in objects if k.startswith("results/ons3/.lock")]
-    assert any(k.startswith("results/ons3/tune/") for k in objects)  # Tune's state went there
+    assert not any("tune" in k for k in _keys(s3["client"], ""))  # Tune's state stays local
     sweep_uri = f"s3://{BUCKET}/results/ons3?{s3['options']}"
 
-    # a second sweep through the CLI, rows left as row files (below the compaction threshold)
+    # a second sweep through the CLI, rows left as row files (below the compaction threshold),
+    # Tune's experiment state asked for on S3
     other, other_path = tiny_spec("loose", grid={"seed": [0]}, attack={"iterations": 3})
-    assert main(["run", str(other_path), "--results", s3["root"]]) == 0
+    tune_uri = f"s3://{BUCKET}/tune-state?{s3['options']}"
+    assert main(["run", str(other_path), "--results", s3["root"], "--tune-storage", tune_uri]) == 0
+    asked = _keys(s3["client"], "tune-state/")
+    assert any("/experiment_state" in k for k in asked) and any("result.json" in k for k in asked)
     assert any(k.endswith(".parquet") and "/part-" not in k
                for k in _keys(s3["client"], "results/loose/trials/"))  # fmt: skip
     capsys.readouterr()

@@ -172,6 +172,10 @@ def test_resolved_spec_round_trips():
     again = parse_yaml(spec.to_yaml())
     assert [t.trial_key for t in again.trials()] == [t.trial_key for t in spec.trials()]
     assert again.resources == spec.resources and again.retries == spec.retries
+    # the live-report cadence is the sweep's, not the trials': same keys, and saved
+    paced = parse_yaml(spec.to_yaml() + "report_every: 7\n")
+    assert [t.trial_key for t in paced.trials()] == [t.trial_key for t in spec.trials()]
+    assert parse_yaml(paced.to_yaml()).report_every == 7
 
 
 def _with(**changes):

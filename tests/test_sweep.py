@@ -12,7 +12,7 @@ from orchestrator.progress import SweepProgress
 from orchestrator.schema import make_row
 from orchestrator.sink import SweepStore
 from orchestrator.spec import parse_yaml
-from orchestrator.trainable import error_text
+from orchestrator.trainable import LiveReporter, error_text
 from workloads.result import TrialResult
 
 
@@ -77,7 +77,10 @@ def test_progress_line_counts_and_eta():
     assert "2/10 done | 0 running | 0 failed | 8 left | ETA --" in progress.line()
     for trial in "abc":
         progress.started_trial(trial)
-    progress.result("a", "ok")
+    progress.result("b", {"attack_iteration": 50, "iterations": 100, "psnr": 12.0})
+    progress.result("c", {"attack_iteration": 10, "iterations": 100, "psnr": 9.0})
+    assert "3 running (20% through) |" in progress.line()  # (50 + 10 + 0) / 3
+    progress.result("a", {"trial_status": "ok"})
     progress.finished_trial("a", errored=False)
     progress.finished_trial("b", errored=True)
     progress.retried("c")
@@ -85,6 +88,21 @@ def test_progress_line_counts_and_eta():
     assert "3/10 done | 0 running | 1 failed | 6 left | 1 retried | ETA " in line
     assert "ETA --" not in line
     assert lines  # shown on change
+
+
+def test_live_reports_come_at_curve_points_past_each_multiple():
+    reports: list[dict] = []
+    live = LiveReporter(100, 25, attempt=1, report=reports.append)
+    for iteration in [*range(0, 100, 10), 99]:  # the curve's points: every 10, and the last
+        live(iteration, 0.5, 20.0)
+    assert [r["attack_iteration"] for r in reports] == [30, 50, 80]  # 99: the final report's
+    assert reports[0] == {"attack_iteration": 30, "iterations": 100, "grad_loss": 0.5,
+                          "psnr": 20.0, "attempt": 1, "timesteps_total": 30}  # fmt: skip
+    reports.clear()
+    default = LiveReporter(500, None, attempt=2, report=reports.append)
+    for iteration in [*range(0, 500, 10), 499]:
+        default(iteration, 0.5, 20.0)
+    assert len(reports) == 19  # about REPORTS_PER_TRIAL (20), the last one left to the row
 
 
 def test_error_text_is_one_groupable_line():

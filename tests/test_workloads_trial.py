@@ -106,6 +106,18 @@ def test_trial_is_deterministic_and_seed_sensitive():
     assert (a.true_labels, a.psnr_mean) != (c.true_labels, c.psnr_mean)
 
 
+def test_the_live_hook_sees_the_curve_and_changes_nothing():
+    """run_trial's `live` hook gets each curve point as computed; the result is the same."""
+    config = TrialConfig(batch_size=2, **QUICK)
+    seen: list[tuple[int, float, float]] = []
+    quiet, live = run_trial(config), run_trial(config, live=lambda *point: seen.append(point))
+    assert [i for i, _, _ in seen] == live.curve_iteration == quiet.curve_iteration
+    assert [p for _, _, p in seen] == live.curve_psnr == quiet.curve_psnr
+    assert [loss for _, loss, _ in seen] == live.curve_grad_loss == quiet.curve_grad_loss
+    assert live.psnr_mean == quiet.psnr_mean and live.grad_loss_final == quiet.grad_loss_final
+    assert np.array_equal(live.reconstruction, quiet.reconstruction)
+
+
 def test_divergence_ends_cleanly_with_the_best_iterate():
     # ReLU passes the blown-up dummy straight through: the L2 gradient loss overflows to inf
     result = run_trial(TrialConfig(lr=1e30, activation="relu", loss="l2", iterations=20))

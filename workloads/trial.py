@@ -15,6 +15,7 @@ import logging
 import math
 import time
 import traceback
+from typing import Callable
 
 import numpy as np
 import torch
@@ -56,15 +57,27 @@ class RandomStreams:
         return torch.Generator().manual_seed(self.seed_of(role))
 
 
+Live = Callable[[int, float, float], None]  # (iteration, gradient loss, PSNR so far)
+
+
 def run_trial(
-    config: TrialConfig, device: str | None = None, *, keep_frames: bool = False
+    config: TrialConfig,
+    device: str | None = None,
+    *,
+    keep_frames: bool = False,
+    live: Live | None = None,
 ) -> TrialResult:
-    """Run one attack. Never raises for a failing attack: the error becomes the result."""
+    """Run one attack. Never raises for a failing attack: the error becomes the result.
+
+    `live(iteration, grad_loss, psnr)` is called at each point of the convergence curve
+    (every ceil(iterations / curve_points) iterations, and the last), with the values the curve
+    keeps: the PSNR is scored as the final one is (`metrics.score`, without SSIM). It adds no
+    computation and does not change the result; the caller decides which points to pass on."""
     started = time.time()
     device = resolve_device(device)
     try:
         with trial_runtime(device, config.precision, config.deterministic) as runtime:
-            result = _run(config, device, started, keep_frames)
+            result = _run(config, device, started, keep_frames, live)
         result.gpu_memory_peak_bytes = runtime.peak_memory_bytes
         return result
     except Exception as exc:  # a failed trial is a record, not a gap
@@ -80,7 +93,9 @@ def run_trial(
         )
 
 
-def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) -> TrialResult:
+def _run(
+    config: TrialConfig, device: str, started: float, keep_frames: bool, live: Live | None
+) -> TrialResult:
     pool = load_pool(config.dataset, config.split, config.pool_size)
     chosen = choose_images(config.seed, len(pool), config.batch_size, config.image_choice)
     images = to_tensor(pool.images[chosen], config.image_size)
@@ -154,6 +169,8 @@ def _run(config: TrialConfig, device: str, started: float, keep_frames: bool) ->
         curve["iteration"].append(iteration)
         curve["loss"].append(loss)
         curve["psnr"].append(metrics.score(dummy, ground_truth, with_ssim=False).psnr_mean)
+        if live is not None:
+            live(iteration, loss, curve["psnr"][-1])
         if keep_frames:
             frames.append(metrics.to_uint8(dummy))
 

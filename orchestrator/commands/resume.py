@@ -12,7 +12,7 @@ import argparse
 
 from dlgsweep.extras import require_sweep
 from orchestrator import sweep
-from orchestrator.commands.run import add_cluster_args, sweep_options
+from orchestrator.commands.run import add_cluster_args, add_run_args, sweep_options
 from orchestrator.sink import SweepStore
 
 
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("sweep_dir", metavar="DIR", help="<results>/<sweep> (a folder or URI)")
     add_cluster_args(parser)
+    add_run_args(parser)
     parser.set_defaults(func=main)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dlgsweep.errors import UserError
 from dlgsweep.extras import require_sweep
-from orchestrator import sweep
+from orchestrator import sweep, trackers
 from orchestrator.spec import load_spec, preset_names
 
 
@@ -29,6 +30,14 @@ def _count(minimum: int, allowed: str):
         return value
 
     return parse
+
+
+def _tracker(text: str) -> tuple[str, str | None]:
+    """An argparse type for --log (argparse's error names the flag, this the rule)."""
+    try:
+        return trackers.parse(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_cluster_args(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +71,32 @@ def add_cluster_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of a run that are not about the cluster (shared by run and resume)."""
+    parser.add_argument(
+        "--tune-storage",
+        metavar="DIR|URI",
+        help="keep Ray Tune's experiment state and per-trial result files there (a folder or "
+        "s3:// gs:// URI); by default they stay on the driver's disk, and no dlgsweep command "
+        "reads them",
+    )
+    parser.add_argument(
+        "--log",
+        action="append",
+        type=_tracker,
+        metavar="TRACKER",
+        help=f"send each trial's config and curve to a tracker, one run per trial: "
+        f"{trackers.ALLOWED} (repeatable; W&B reads WANDB_MODE=offline)",
+    )
+    parser.add_argument(
+        "--report-every",
+        metavar="N",
+        type=_count(1, "an integer >= 1"),
+        help="each trial reports its iteration, gradient loss and PSNR so far to Tune every N "
+        "attack iterations (default: the spec's report_every, else about 20 reports a trial)",
+    )
+
+
 def sweep_options(args: argparse.Namespace, **more: Any) -> sweep.SweepOptions:
     """The cluster flags (add_cluster_args) as the run's options, plus `more` of its fields."""
     return sweep.SweepOptions(
@@ -70,6 +105,9 @@ def sweep_options(args: argparse.Namespace, **more: Any) -> sweep.SweepOptions:
         num_gpus=args.num_gpus,
         max_concurrent=args.max_concurrent,
         require_gpu=args.require_gpu,
+        tune_storage=getattr(args, "tune_storage", None),
+        report_every=getattr(args, "report_every", None),
+        log=tuple(getattr(args, "log", None) or ()),
         **more,
     )
 
@@ -89,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="results root: a folder or an s3:// gs:// URI every node reaches (default: results)",
     )
     add_cluster_args(parser)
+    add_run_args(parser)
     parser.set_defaults(func=main)
 
 
