@@ -7,10 +7,10 @@ on. Log-scale quantities (gradient loss) are summarised in log10 space: geometri
 t-interval on log10 values, mapped back.
 
 `Estimate` is one effect measured on independent replicates (in `analysis.findings`: one value
-per seed). Besides its interval it knows the smallest effect its replicates could have detected
-(two-sided 5% test, 80% power: (t(0.975) + t(0.80)) * sd / sqrt(n), the usual normal-theory
-approximation with t quantiles) and how many replicates a decision at the observed effect would
-need. `decide_*` turn an estimate into one of the four verdicts.
+per seed, or jackknife pseudo-values), with its t-interval and one-sided and TOST p-values
+(statsmodels). `Rule` turns an estimate into a verdict and says the smallest effect its
+replicates decide with 80% power and how many a decision at the observed effect would need
+(statsmodels' TTestPower for one-sided tests; an exact integral for TOST power).
 """
 
 from __future__ import annotations
@@ -157,10 +157,8 @@ class Estimate:
 
     @property
     def _bounds(self) -> tuple[float, float]:
-        if self.n < 2:
-            return math.nan, math.nan
-        half = float(t_quantile(self.n)) * self.sd / math.sqrt(self.n)
-        return self.mean - half, self.mean + half
+        _, low, high, _ = interval(self.values)
+        return low, high
 
     @property
     def enough(self) -> bool:
