@@ -33,7 +33,7 @@ between the deck's init x activation cells, and about the seed-to-seed sd of one
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -452,10 +452,3 @@ CLAIMS: dict[str, Claim] = {
               "slope of PSNR on log2(init_scale) is non-zero"),
     )
 }  # fmt: skip
-
-
-def parts_of(claim: Claim, rows: pl.DataFrame, value: str) -> list[tuple[Part, Measured]]:
-    return [(part, part.measure(rows, value)) for part in claim.parts]
-
-
-__all__ = ["CLAIMS", "Claim", "MARGIN_DB", "SLOPE_MARGIN_DB", "ORDER", "Sequence"]

@@ -29,8 +29,9 @@ averages over). From them:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -145,20 +146,23 @@ def assess(
     matrix, seeds, ids = _matrix(cells, cell_cols)
     k = len(strata)
 
-    def groups_of(columns: list[int]) -> list[list[int]]:  # the strata among these columns
-        by: dict[tuple, list[int]] = {}
-        for j in columns:
-            by.setdefault(ids[j][:k], []).append(j)
-        return list(by.values())
+    everything = range(len(ids))
 
-    headline, complete = _balanced(matrix, groups_of(list(range(len(ids)))))
+    def by(columns: Sequence[int], key: Callable[[tuple], Any]) -> dict[Any, list[int]]:
+        """The cell columns grouped by `key` of their cell."""
+        out: dict[Any, list[int]] = {}
+        for j in columns:
+            out.setdefault(key(ids[j]), []).append(j)
+        return out
+
+    def stratum(cell: tuple) -> tuple:
+        return cell[:k]
+
+    headline, complete = _balanced(matrix, list(by(everything, stratum).values()))
     left_out = _left_out(matrix, seeds, complete, "")
     found = []
     if strata:
-        by_stratum: dict[tuple, list[int]] = {}
-        for j, cell in enumerate(ids):
-            by_stratum.setdefault(cell[:k], []).append(j)
-        for key, columns in by_stratum.items():
+        for key, columns in by(everything, stratum).items():
             estimate, done = _balanced(matrix, [columns])
             found.append(Stratum(_label(strata, key), estimate, *rule.decide(estimate)))
             left_out += _left_out(matrix[:, columns], seeds, done, _label(strata, key))
@@ -166,11 +170,9 @@ def assess(
     for i, axis in enumerate(varying):
         if axis not in shown:
             continue
-        by_level: dict = {}
-        for j, cell in enumerate(ids):
-            by_level.setdefault(cell[k + i], []).append(j)
+        by_level = by(everything, lambda cell, at=k + i: cell[at])
         for level, columns in sorted(by_level.items(), key=lambda kv: str(kv[0])):
-            estimate, _ = _balanced(matrix, groups_of(columns))
+            estimate, _ = _balanced(matrix, list(by(columns, stratum).values()))
             levels.append(Stratum(f"{axis}={level}", estimate, *rule.decide(estimate), axis=axis))
     hetero = _heterogeneity(matrix[complete], ids, strata, varying, shown)
     return _decide(

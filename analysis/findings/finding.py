@@ -104,11 +104,10 @@ def build(claim: Claim, parts: list, score: str, extra: str = "", why: str = "")
     for (part, _), a in zip(parts, measured):
         lines += _part_text(part.test, a, part.unit)
         lines += list(a.notes)
+    deciding_unit = claim.parts[i].unit
     if deciding.decided_by:
-        shown = judged.text(deciding_unit := claim.parts[i].unit) if judged is not est else ""
+        shown = judged.text(deciding_unit) if judged is not est else ""
         lines.append(f"decided by {deciding.decided_by}" + (f": {shown}" if shown else ""))
-    else:
-        deciding_unit = unit
     if math.isfinite(detectable):
         kind = "narrowest margin provable at 0" if rule.kind == "equivalent" else (
             "smallest detectable effect")  # fmt: skip
