@@ -13,11 +13,9 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Callable
 
 from dlgsweep.errors import UserError
-
-Say = Callable[[str], None]
+from orchestrator import Say
 
 
 @dataclass

@@ -8,11 +8,10 @@ never two at once. A compaction that fails is skipped with a line, never fatal.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any
 
+from orchestrator import Say
 from orchestrator.sink import SweepStore
-
-Say = Callable[[str], None]
 
 
 class Compactor:

@@ -28,12 +28,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Callable
 from urllib.parse import parse_qs
 
 import pyarrow as pa
 
 from dlgsweep.errors import UserError
+from orchestrator import Say
 from orchestrator.sink import SweepStore, join, split_query
 
 LEASE = ".lock"
@@ -96,7 +96,7 @@ def is_stale(holder: Holder) -> bool:
 class SweepLease:
     """`with SweepLease(store, "dlgsweep run demo"):` ... the run ... (released on exit)."""
 
-    def __init__(self, store: SweepStore, command: str, warn: Callable[[str], None] = print):
+    def __init__(self, store: SweepStore, command: str, warn: Say = print):
         self.store, self.command, self.warn = store, command, warn
         self.path = join(store.path, LEASE)
         self.me = Holder(

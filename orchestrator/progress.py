@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
+from orchestrator import Say
 from orchestrator.compaction import Compactor
 from orchestrator.trainable import trial_name
-
-Say = Callable[[str], None]
 
 
 class SweepProgress:

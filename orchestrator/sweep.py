@@ -28,9 +28,9 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
-from orchestrator import trackers
+from orchestrator import Say, trackers
 from orchestrator.cluster import check_reachable, connect, fit_resources, ray_cluster_view
 from orchestrator.compaction import Compactor
 from orchestrator.lease import SweepLease
@@ -41,7 +41,6 @@ from orchestrator.spec import SweepSpec
 from orchestrator.trainable import attack_trainable, error_text, trial_name
 from workloads.config import TrialConfig
 
-Say = Callable[[str], None]
 _USER_TUNE_LOGGERS = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
 
 
