@@ -489,7 +489,16 @@ class SweepStore:
         text = self.read_spec()
         if text is None:
             return None
-        return {key: variant for variant, key in self._parse_spec(text).trial_keys()}
+        spec = self._parse_spec(text)
+        if spec.search is not None:  # the trials its search has asked for, replayed from rows
+            from orchestrator.frontier import SearchState, scores_of
+
+            score = spec.search.score
+            state = SearchState.of(
+                spec, scores_of(self.read_rows(["trial_key", "status", score]).table, score)
+            )
+            return {key: state.where[key][0].variant for key in state.planned()}
+        return {key: variant for variant, key in spec.trial_keys()}
 
     def listing(self) -> Listing:
         """One listing of trials/: row files, parts, other names."""

@@ -31,12 +31,13 @@ from typing import Any
 import yaml
 
 from dlgsweep.errors import UserError
+from orchestrator.frontier import Search, parse_search, search_space
 from workloads.config import CHOICES, ENGINE_VERSION, TrialConfig, coerce, normalize_key
 from workloads.errors import ConfigError
 
 TOP_LEVEL_KEYS = (
     "name", "description", "grid", "fixed", "attack", "variants", "resources", "retries",
-    "report_every",
+    "report_every", "search",
 )  # fmt: skip
 RESOURCE_KEYS = ("cpu", "gpu")
 # Ray counts resources in units of 1/10000 (ray._raylet.RESOURCE_UNIT_SCALING); a request below
@@ -93,6 +94,8 @@ class SweepSpec:
     source: str = ""  # preset name or path the spec came from (not saved)
     # name -> fields overriding fixed/attack; each variant is crossed with the whole grid
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a defense axis searched per cell instead of gridded (orchestrator.frontier)
+    search: Search | None = None
 
     def trials(self) -> list[TrialConfig]:
         """Every trial: each variant x the grid, in a stable order (last axis fastest)."""
@@ -100,7 +103,10 @@ class SweepSpec:
 
     def labelled_trials(self, only: set[str] | None = None) -> list[tuple[str, TrialConfig]]:
         """(variant name, trial) for every trial (or those whose key is in `only`), in
-        `trial_keys` order; the name is "" when there are no variants."""
+        `trial_keys` order; the name is "" when there are no variants. A search spec's trials
+        are every trial its search may run (`frontier.search_space`)."""
+        if self.search is not None:
+            return search_space(self).labelled_trials(only)
         if only is None:
             return [
                 (variant, config)
@@ -121,11 +127,15 @@ class SweepSpec:
         Each key is `TrialConfig.trial_key` of the grid point (the same JSON, the same hash),
         assembled from each field's encoded value: 10^5 keys in well under a second, where
         building and validating 10^5 configs takes ten (`status`, `resume`: bench_store.py).
+        A search spec's keys are those of every trial its search may run; which of them it
+        runs depends on the results (`frontier.SearchState`).
         """
         return self._trial_keys
 
     @cached_property
     def _trial_keys(self) -> list[tuple[str, str]]:
+        if self.search is not None:
+            return search_space(self).trial_keys()
         return [(v, key) for v, base in self._bases() for key in _keys(self.grid, base)]
 
     def _bases(self) -> list[tuple[str, dict[str, Any]]]:
@@ -153,10 +163,18 @@ class SweepSpec:
         out["retries"] = self.retries
         if self.report_every is not None:
             out["report_every"] = self.report_every
+        if self.search is not None:
+            out["search"] = self.search.to_dict()
         return out
 
     def to_yaml(self) -> str:
-        header = f"# resolved sweep spec ({len(self.trial_keys())} trials)"
+        if self.search is not None:
+            header = (
+                f"# resolved sweep spec (a search: at most {len(self.trial_keys())} trials, "
+                f"{len(self.search.lattice())} strengths per cell)"
+            )
+        else:
+            header = f"# resolved sweep spec ({len(self.trial_keys())} trials)"
         if self.source:
             header += f", from {self.source}"
         body = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
@@ -274,7 +292,13 @@ def parse_spec(raw: Any, source: str = "", *, check_trials: bool = True) -> Swee
             raise UserError(f"grid.{axis}: also set in {where}.{axis}; an axis varies, keep one")
 
     variants_n = _variants(raw.get("variants"), grid_n)
-    _check_size(grid_n, len(variants_n) or 1)
+    search = None
+    if raw.get("search") is not None:
+        values = _values_by_field(grid_n, fixed_n, attack_n, variants_n)
+        search = parse_search(raw["search"], values)
+        _check_size({**grid_n, search.axis: search.lattice()}, len(variants_n) or 1)
+    else:
+        _check_size(grid_n, len(variants_n) or 1)
 
     spec = SweepSpec(
         name=name,
@@ -290,6 +314,7 @@ def parse_spec(raw: Any, source: str = "", *, check_trials: bool = True) -> Swee
             name: {key: _value(f"variants.{name}.{key}", key, v) for key, v in fields.items()}
             for name, fields in variants_n.items()
         },
+        search=search,
     )
     if check_trials:
         spec.labelled_trials()  # builds every TrialConfig: cross-field errors here
@@ -307,6 +332,24 @@ def parse_spec(raw: Any, source: str = "", *, check_trials: bool = True) -> Swee
             )
         seen[key] = name
     return spec
+
+
+def _values_by_field(
+    grid: dict[str, list[Any]],
+    fixed: dict[str, Any],
+    attack: dict[str, Any],
+    variants: dict[str, dict[str, Any]],
+) -> dict[str, list[Any]]:
+    """Every value each field takes in the spec (canonical spellings), for the search checks."""
+    out: dict[str, list[Any]] = {}
+    for name, values in grid.items():
+        out.setdefault(name, []).extend(_value(f"grid.{name}", name, v) for v in values)
+    for section, fields in [("fixed", fixed), ("attack", attack)] + [
+        (f"variants.{n}", f) for n, f in variants.items()
+    ]:
+        for name, value in fields.items():
+            out.setdefault(name, []).append(_value(f"{section}.{name}", name, value))
+    return out
 
 
 def _variants(raw: Any, grid: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ run). While trials finish, the driver merges their row files into part files
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import sys
@@ -33,6 +34,7 @@ from typing import Any
 from orchestrator import Say, trackers
 from orchestrator.cluster import check_reachable, connect, fit_resources, ray_cluster_view
 from orchestrator.compaction import Compactor
+from orchestrator.frontier import SearchState, scores_of
 from orchestrator.lease import SweepLease
 from orchestrator.progress import SweepProgress, tune_callback
 from orchestrator.signals import arm, sigterm_interrupts, terminated
@@ -94,19 +96,40 @@ class SweepOutcome:
 
 @dataclass
 class Plan:
-    """What a run will do: every trial's key, and the configs of those without a finished row."""
+    """What a run will do: every trial's key, and the configs of those without a finished row.
+
+    A search (`search`, the spec's `search:` section replayed from the rows) knows only the
+    trials asked for so far: `keys` are those, `pending` is empty, and its Tune searcher
+    hands out the rest while the sweep runs (orchestrator.searcher)."""
 
     keys: list[str]  # every trial of the spec, in its order
     pending: list[tuple[str, TrialConfig]]  # (variant, config) to run
+    search: SearchState | None = None
 
     @property
     def skipped(self) -> int:
+        if self.search is not None:
+            return len(self.search.visited())
         return len(self.keys) - len(self.pending)
+
+    @property
+    def to_run(self) -> bool:
+        return bool(self.pending) or (self.search is not None and not self.search.done())
+
+    def final_keys(self) -> list[str]:
+        """The trials the run was about, once it is over (a search's grew as it ran)."""
+        return self.search.planned() if self.search is not None else self.keys
 
 
 def plan_run(spec: SweepSpec, store: SweepStore) -> Plan:
     """The spec's trials against the store's rows: configs are built for pending trials only,
-    so planning a resume of a finished 10^5-trial sweep builds none (bench/bench_store.py)."""
+    so planning a resume of a finished 10^5-trial sweep builds none (bench/bench_store.py).
+    A search spec is replayed from its rows' scores (`frontier.SearchState`)."""
+    if spec.search is not None:
+        score = spec.search.score
+        rows = store.read_rows(columns=["trial_key", "status", score]).table
+        state = SearchState.of(spec, scores_of(rows, score))
+        return Plan(state.planned(), [], state)
     labelled = spec.trial_keys()
     statuses = store.statuses()
     todo = {key for _, key in labelled if statuses.get(key) not in FINISHED}
@@ -137,14 +160,13 @@ def run_sweep(
             plan = plan_run(spec, store)
             if options.save_spec:
                 store.save_spec(spec.to_yaml())
-            say(
-                f"[dlgsweep] sweep {spec.name}: {len(plan.keys)} trials, {plan.skipped} already "
-                f"finished in {store.uri}, {len(plan.pending)} to run"
-            )
+            say(_plan_line(spec, store, plan))
             live = {config.trial_key for _, config in plan.pending}
+            if plan.search is not None:  # any trial of the space the search may still run
+                live = {key for _, key in spec.trial_keys()} - set(plan.search.visited())
             compactor = Compactor(store, live, say, options.min_rows())
             compactor.run(frozenset(live))  # earlier runs' rows, if enough
-            if plan.pending:
+            if plan.to_run:
                 _tune(spec, store, plan, lease.run, compactor, options)
                 compactor.finish()
                 compactor.run()
@@ -157,16 +179,21 @@ def run_sweep(
             f"finish the sweep with: dlgsweep resume {shlex.quote(store.uri)}"
         )
         raise
-    counts = Counter(after[k] for k in plan.keys if k in after)
+    keys = plan.final_keys()
+    counts = Counter(after[k] for k in keys if k in after)
     outcome = SweepOutcome(
-        total=len(plan.keys),
-        skipped=plan.skipped,
-        ran=len(plan.pending),
+        total=len(keys),
+        skipped=plan.skipped if plan.search is None else len(keys) - len(plan.search.ran),
+        ran=len(plan.pending) if plan.search is None else len(plan.search.ran),
         counts=dict(counts),
-        missing=sum(1 for k in plan.keys if k not in after),
+        missing=sum(1 for k in keys if k not in after),
     )
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
     say(f"[dlgsweep] sweep {spec.name}: {summary}, {outcome.missing} missing -> {store.uri}")
+    if plan.search is not None:
+        found = Counter(f["outcome"] for f in plan.search.frontiers())
+        say(f"[dlgsweep] search: {len(plan.search.cells)} cells: "
+            + ", ".join(f"{n} {what}" for what, n in found.items()))  # fmt: skip
     if outcome.exit_code:
         say(
             "[dlgsweep] rerun the failed and missing trials with: "
@@ -195,6 +222,10 @@ def _tune(
     # Ctrl-C raises KeyboardInterrupt here (Tune's own handler would print its Tuner.restore
     # advice); run_sweep answers with `dlgsweep resume`, the CLI exits 130
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    # with Tune's per-trial files off, the ResultGrid warns once per trial that it found none:
+    # a line per trial for files no command reads (rows are the results)
+    if not options.tune_storage:
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     say = options.say
     we_started, where = connect(options.address, options.num_cpus, options.num_gpus)
     arm()  # ray.init put its own SIGTERM handler (sys.exit) in place of ours
@@ -207,22 +238,29 @@ def _tune(
         if options.max_concurrent:
             slots = min(slots, options.max_concurrent)
         say(f"[dlgsweep] {cluster.describe()}; {slots} trials at once")
-        progress = SweepProgress(len(plan.keys), plan.skipped, say)
-        params = {
-            # each trial with the variant it belongs to (null without variants: a row column)
-            "trial": tune.grid_search(
-                [{"config": c.to_dict(), "variant": v or None} for v, c in plan.pending]
-            ),
+        params: dict[str, Any] = {
             "sweep": spec.name,
             "store": store.uri,
             "run": run,
             "retries": spec.retries,
             "report_every": options.report_every or spec.report_every,
         }
+        if plan.search is None:
+            progress = SweepProgress(len(plan.keys), plan.skipped, say)
+            # each trial with the variant it belongs to (null without variants: a row column)
+            params["trial"] = tune.grid_search(
+                [{"config": c.to_dict(), "variant": v or None} for v, c in plan.pending]
+            )
+            search: dict[str, Any] = {}
+        else:
+            total = max(plan.search.expected(), len(plan.keys))
+            progress = SweepProgress(total, plan.skipped, say)
+            search = _searcher(spec, store, plan.search)
         tuner = tune.Tuner(
             tune.with_resources(attack_trainable, resources),
             param_space=params,
             tune_config=tune.TuneConfig(
+                **search,
                 reuse_actors=True,
                 max_concurrent_trials=options.max_concurrent,
                 trial_name_creator=trial_name,
@@ -251,6 +289,43 @@ def _tune(
     finally:
         if we_started:
             ray.shutdown()
+
+
+def _plan_line(spec: SweepSpec, store: SweepStore, plan: Plan) -> str:
+    if plan.search is None:
+        return (
+            f"[dlgsweep] sweep {spec.name}: {len(plan.keys)} trials, {plan.skipped} already "
+            f"finished in {store.uri}, {len(plan.pending)} to run"
+        )
+    state, search = plan.search, plan.search.search
+    seeds = {len(seeds) for seeds in state.keys.values()}
+    target = "auto (floor + 2 dB)" if search.target is None else f"{search.target:g} dB"
+    return (
+        f"[dlgsweep] sweep {spec.name}: search of {search.axis} in [{search.low:g}, "
+        f"{search.high:g}] ({search.scale}, {len(state.strengths)} strengths), "
+        f"{len(state.cells)} cells x {max(seeds)} seeds, defeated below {target}: "
+        f"{plan.skipped} trials already finished in {store.uri}, "
+        + ("nothing to run" if state.done() else
+           f"about {max(len(state.wanted()), state.expected() - plan.skipped)} to run")
+    )  # fmt: skip
+
+
+def _searcher(spec: SweepSpec, store: SweepStore, state: SearchState) -> dict[str, Any]:
+    """TuneConfig's search_alg and num_samples for a search (orchestrator.searcher)."""
+    from orchestrator.searcher import FrontierSearcher
+
+    configs = {c.trial_key: (v, c) for v, c in spec.labelled_trials()}  # the search's space
+
+    def trial(key: str) -> dict[str, Any]:
+        variant, config = configs[key]
+        return {"config": config.to_dict(), "variant": variant or None}
+
+    def stored(key: str) -> float | None:
+        score = state.search.score
+        return scores_of(store.read_rows(columns=["trial_key", "status", score]).table,
+                         score).get(key)  # fmt: skip
+
+    return {"search_alg": FrontierSearcher(state, trial, stored), "num_samples": len(configs)}
 
 
 def tune_storage(store: SweepStore, run: str, asked: str | None) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def attack_trainable(params: dict[str, Any]) -> None:
     if store.write_row(row) is None:  # a finished row appeared meanwhile: it stays
         status = store.finished_status(config.trial_key) or status
     tune.report(
-        {"trial_status": status, "psnr_mean": result.psnr_mean, "attempt": attempt,
+        {"trial_status": status, "psnr_mean": result.psnr_mean,
+         "psnr_raw_mean": result.psnr_raw_mean, "attempt": attempt,
          "live_report_seconds": live.seconds, "timesteps_total": result.iterations_run}
     )  # fmt: skip
 

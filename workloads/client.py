@@ -115,6 +115,20 @@ def apply_defenses(
     return gradients
 
 
+def distortion(clean: Gradients, shared: Gradients) -> tuple[float | None, float | None]:
+    """What the defense did to the gradient: (cosine similarity of the shared gradient to the
+    clean one, relative L2 error |shared - clean| / |clean|), each over all entries as one
+    vector. (1, 0) when nothing was changed; None where the clean gradient is all zeros."""
+    dot = sum(float((c.double() * s.double()).sum()) for c, s in zip(clean, shared))
+    clean_sq = sum(float(c.double().square().sum()) for c in clean)
+    shared_sq = sum(float(s.double().square().sum()) for s in shared)
+    error_sq = sum(float((s.double() - c.double()).square().sum()) for c, s in zip(clean, shared))
+    if clean_sq == 0:
+        return None, None
+    cosine = dot / (clean_sq * shared_sq) ** 0.5 if shared_sq > 0 else 0.0
+    return cosine, (error_sq / clean_sq) ** 0.5
+
+
 def zero_fraction(gradients: Gradients) -> float:
     """Share of exactly-zero entries over all shared gradient entries."""
     zeros = sum(int((g == 0).sum()) for g in gradients)

@@ -21,13 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from dlgsweep.errors import UserError
+from workloads.bundled import BUNDLED, BUNDLED_SIZE
 from workloads.errors import ConfigError
 
-BUNDLED = {
-    "cifar10": "cifar10_test_first1000_uint8_nhwc.npz",
-    "mnist": "mnist_test_first1000_uint8_nhw.npz",
-}
-BUNDLED_SIZE = 1000
 NUM_CLASSES = {"cifar10": 10, "mnist": 10}
 # The per-channel mean and std the seed study's transforms.Normalize used (its configs/dataset)
 NORMALIZATION = {

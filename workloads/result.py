@@ -42,6 +42,10 @@ class TrialResult:
     true_labels: list[int] = field(default_factory=list)
     predicted_labels: list[int] = field(default_factory=list)
     grad_zero_fraction: float | None = None  # share of exactly-zero shared-gradient entries
+    # what the defense cost the gradient: the shared gradient against the clean one, over all
+    # entries as one vector (1 and 0 without a defense; null in rows written before them)
+    grad_cosine: float | None = None  # cosine similarity, shared vs clean
+    grad_rel_error: float | None = None  # |shared - clean| / |clean|
     init_weight_std: float | None = None  # std of the first conv's weights as initialised
     grad_kernel_norms: list[float] = field(default_factory=list)  # first conv, per kernel
     curve_iteration: list[int] = field(default_factory=list)

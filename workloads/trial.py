@@ -22,7 +22,7 @@ import torch
 
 from workloads import metrics
 from workloads.attack import AttackSettings, reconstruct
-from workloads.client import apply_defenses, client_gradients, zero_fraction
+from workloads.client import apply_defenses, client_gradients, distortion, zero_fraction
 from workloads.config import TrialConfig
 from workloads.data import choose_images, load_pool, normalize_images, to_tensor
 from workloads.device import resolve_device, trial_runtime
@@ -133,6 +133,7 @@ def _run(
         noise_scale=config.noise_scale,
         generator=streams.generator("client"),
     )
+    grad_cosine, grad_rel_error = distortion(gradients, shared)
     del gradients, model
 
     # --- attacker: labels, then gradient matching --------------------------------------------
@@ -216,6 +217,8 @@ def _run(
         true_labels=[int(v) for v in true_labels.cpu()],
         predicted_labels=[int(v) for v in outcome.labels],
         grad_zero_fraction=zero_fraction(shared),
+        grad_cosine=grad_cosine,
+        grad_rel_error=grad_rel_error,
         init_weight_std=init_weight_std,
         grad_kernel_norms=[float(v) for v in kernel_norms.cpu()],
         curve_iteration=curve["iteration"],
