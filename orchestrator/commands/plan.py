@@ -202,6 +202,22 @@ def _throughput_lines(
     return lines
 
 
+def _search_trials(spec: SweepSpec, space: list[TrialConfig]) -> tuple[list[TrialConfig], str]:
+    """The trials a search is expected to run (every cell's seeds at its two ends and a
+    bisection to one step; the strength costs no compute), and the line that counts them."""
+    from orchestrator.frontier import SearchState
+
+    state = SearchState.of(spec)
+    by_key = {config.trial_key: config for config in space}
+    points = state.expected() // max(1, sum(len(seeds) for seeds in state.keys.values()))
+    one_point = [by_key[row[0]] for cell in state.cells for row in state.keys[cell].values()]
+    line = (
+        f"trials: about {state.expected()} (a search: {len(state.cells)} cells x their seeds x "
+        f"about {points} of {len(state.strengths)} strengths; at most {len(space)})"
+    )
+    return one_point * points, line
+
+
 def plan_lines(
     spec: SweepSpec,
     cluster: ClusterView,
@@ -209,9 +225,20 @@ def plan_lines(
     source: str = "",
 ) -> list[str]:
     trials = spec.trials()
-    lines = [f"sweep: {spec.name} ({spec.source})", f"trials: {len(trials)}", "axes:"]
+    count = f"trials: {len(trials)}"
+    if spec.search is not None:
+        trials, count = _search_trials(spec, trials)
+    lines = [f"sweep: {spec.name} ({spec.source})", count, "axes:"]
     for axis, values in spec.grid.items():
         lines.append(f"  {axis} ({len(values)}): {', '.join(str(v) for v in values)}")
+    if spec.search is not None:
+        search = spec.search
+        target = "auto (floor + 2 dB)" if search.target is None else f"{search.target:g} dB"
+        lines.append(
+            f"  searched: {search.axis} in [{search.low:g}, {search.high:g}], {search.scale}, "
+            f"{len(search.lattice())} strengths; defeated when the seeds' mean {search.score} "
+            f"< {target}"
+        )
     for name, overrides in spec.variants.items():  # each crossed with the whole grid
         changes = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "as fixed/attack say"
         lines.append(f"  variant {name}: {changes}")
