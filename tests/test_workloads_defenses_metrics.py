@@ -15,6 +15,7 @@ from workloads.client import (
     PRUNE_MODES,
     PRUNES,
     apply_defenses,
+    distortion,
     prune_smallest,
     zero_fraction,
 )
@@ -61,6 +62,27 @@ def test_noise_is_seeded_and_has_its_scale(noise, spread):
     else:  # Laplace(0, b): E|x| = b, Var = 2 b^2
         assert float(a.abs().mean()) == pytest.approx(0.01, rel=0.02)
         assert float(a.std()) == pytest.approx(math.sqrt(2) * 0.01, rel=0.03)
+
+
+def test_distortion_reads_what_the_defense_did_to_the_gradient():
+    generator = torch.Generator().manual_seed(0)
+    clean = [torch.randn(64, 32, generator=generator), torch.randn(500, generator=generator)]
+    assert distortion(clean, clean) == pytest.approx((1.0, 0.0))
+    norm = math.sqrt(sum(float(g.square().sum()) for g in clean))
+    entries = sum(g.numel() for g in clean)
+    # Gaussian noise of std s: |noise| ~ s sqrt(N), nearly orthogonal to the gradient
+    noised = apply_defenses(clean, prune="none", prune_ratio=0.0, noise="gaussian",
+                            noise_scale=0.5, generator=generator)  # fmt: skip
+    cosine, error = distortion(clean, noised)
+    assert error == pytest.approx(0.5 * math.sqrt(entries) / norm, rel=0.05)
+    assert cosine == pytest.approx(1 / math.sqrt(1 + error**2), abs=0.02)
+    # pruning keeps a sub-vector: cosine = |kept| / |clean|, error = |dropped| / |clean|
+    pruned = prune_smallest(clean, 0.5)
+    kept = math.sqrt(sum(float(g.square().sum()) for g in pruned))
+    cosine, error = distortion(clean, pruned)
+    assert cosine == pytest.approx(kept / norm, rel=1e-6)
+    assert error == pytest.approx(math.sqrt(1 - (kept / norm) ** 2), rel=1e-6)
+    assert distortion([torch.zeros(3)], [torch.ones(3)]) == (None, None)
 
 
 def test_gradient_losses():
