@@ -281,3 +281,13 @@ def test_search_through_ray_writes_grid_rows_and_resumes_only_what_is_missing(
     assert set(after) - set(kept) == {f"{key}.parquet" for key in last}
     again = SearchState.of(spec, scores_of(store.read_rows().table, "psnr_mean"))
     assert again.frontiers() == state.frontiers()
+
+
+def test_plan_counts_the_trials_a_search_is_expected_to_run(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC.format(seeds="0, 1, 2", resolution=0.125))
+    assert cli.main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    # 4 cells x 3 seeds x (2 ends + 5 bisections of 32 steps); the grid would be 33 strengths
+    assert "trials: about 84 (a search: 4 cells" in out and "at most 396" in out
+    assert "searched: noise_scale in [0.0001, 1], log, 33 strengths" in out
