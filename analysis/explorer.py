@@ -32,8 +32,8 @@ from orchestrator.schema import CONFIG_COLUMNS
 
 CONFIG_FIELDS = [name for name, _ in CONFIG_COLUMNS]
 SCORES = ["psnr_mean", "psnr_min", "psnr_max", "psnr_raw_mean", "ssim_mean", "label_accuracy",
-          "grad_loss_final", "grad_zero_fraction", "grad_cosine", "grad_rel_error", "init_weight_std", "iterations_run",
-          "wall_seconds"]  # fmt: skip
+          "grad_loss_final", "grad_zero_fraction", "grad_cosine", "grad_rel_error",
+          "init_weight_std", "iterations_run", "wall_seconds"]  # fmt: skip
 TABLE_SCORES = ["psnr_mean", "ssim_mean", "label_accuracy", "grad_loss_final"]
 CURVES = ["curve_iteration", "curve_psnr", "curve_grad_loss"]
 IMAGE_DIR = "explorer"
