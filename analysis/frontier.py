@@ -196,8 +196,8 @@ def crossing(search: Search, strengths: list[float], scores: dict[int, float],
 
 
 def seed_thresholds(state: SearchState) -> pl.DataFrame:
-    """One row per (cell, seed): every config field of the cell, `variant`, `cell`, seed,
-    threshold (axis units), position (the search's scale), censored (why it is null), points.
+    """One row per (cell, seed): `variant`, `cell`, seed, threshold (axis units), position (on
+    the search's scale), censored (why it is null), points (scored), every config field.
     The scores are those the search was replayed from (`state`, `replay`)."""
     configs = cell_configs(state)
     records = []
@@ -209,9 +209,9 @@ def seed_thresholds(state: SearchState) -> pl.DataFrame:
             }  # fmt: skip
             found = crossing(state.search, state.strengths, scores, search.target)
             records.append({
-                **configs[cell], "variant": cell.variant or None, "cell": cell.label(),
-                "seed": seed, "threshold": found.threshold, "position": found.position,
-                "censored": found.censored, "points": found.points,
+                "variant": cell.variant or None, "cell": cell.label(), "seed": seed,
+                "threshold": found.threshold, "position": found.position,
+                "censored": found.censored, "points": found.points, **configs[cell],
             })  # fmt: skip
     schema = {"threshold": pl.Float64, "position": pl.Float64, "censored": pl.String,
               "variant": pl.String}  # fmt: skip
