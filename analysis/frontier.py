@@ -62,6 +62,10 @@ CHART_FIELDS = ("model", "init_method", "activation")
 # shown in the table (and named by the chart) even when the spec fixes them
 TABLE_FIELDS = (*CHART_FIELDS, "batch_size", "dataset")
 DISTORTION = ("grad_cosine", "grad_rel_error")
+# the frontier table's columns that are not the cell's configuration
+RESULTS = ("sweep", "axis", "variant", "cell", "outcome", "strength", "bracket_low",
+           "bracket_high", "score_at_strength", "target", "trials", "points", "seeds",
+           "grad_cosine", "grad_rel_error", "distortion_rows", "seeds_censored")  # fmt: skip
 SHAPES = {FOUND: "circle", NOT_DEFEATED: "triangle-up", DEFEATED_AT_WEAKEST: "triangle-down",
           SEARCHING: "diamond"}  # fmt: skip
 
@@ -350,12 +354,14 @@ def frontier_chart(table: pl.DataFrame, search: Search | None) -> alt.TopLevelMi
     return chart
 
 
+def _cell_axes(table: pl.DataFrame) -> list[str]:
+    """The table's columns naming the cell's configuration, besides the chart's own."""
+    return [c for c in table.columns if c not in (*RESULTS, *CHART_FIELDS)]
+
+
 def _facet_axes(table: pl.DataFrame) -> list[str]:
     """Cell columns besides the chart's own that vary: each level combination is a row."""
-    skip = {*CHART_FIELDS, "cell", "outcome", "sweep", "variant"}
-    names = [c for c in table.columns if c not in skip]
-    cell_axes = names[: names.index("outcome")] if "outcome" in names else []
-    return [c for c in cell_axes if table[c].n_unique() > 1]
+    return [c for c in _cell_axes(table) if table[c].n_unique() > 1]
 
 
 def _chart_rows(table: pl.DataFrame, search: Search) -> pl.DataFrame:
@@ -371,23 +377,23 @@ def _chart_rows(table: pl.DataFrame, search: Search) -> pl.DataFrame:
         .when(pl.col("outcome") == NOT_DEFEATED).then(pl.lit(search.high))
         .otherwise(None)
     )  # fmt: skip
-    labels = [pl.col(c).cast(pl.String) for c in ("sweep",) if c in rows.columns]
-    if "variant" in rows.columns:
-        labels.append(pl.col("variant").fill_null(""))
-    labels += [pl.format(f"{c}={{}}", pl.col(c)) for c in _facet_axes(rows)]
-    facet = pl.concat_str(labels, separator=", ") if labels else pl.lit("")
+    named = [c for c in ("sweep", "variant") if c in rows.columns]
+    axes = _facet_axes(rows)
+    facet = [
+        ", ".join([*(str(r[c]) for c in named if r[c] is not None),
+                   *(f"{c}={r[c]}" for c in axes)])
+        for r in rows.select(*named, *axes).iter_rows(named=True)
+    ]  # fmt: skip
     return rows.with_columns(
         y.alias("y"), pl.col("seeds").alias("n"), pl.lit("mean").alias("kind"),
-        facet.alias("facet"),
+        pl.Series("facet", facet, dtype=pl.String),
         *(pl.col(c).cast(pl.String) for c in CHART_FIELDS if c in rows.columns),
     ).filter(pl.col("y").is_not_null() | pl.col("bracket_low").is_not_null())  # fmt: skip
 
 
 def _subtitle(table: pl.DataFrame, search: Search) -> list[str]:
     seeds = sorted(table["seeds"].unique().to_list()) if "seeds" in table.columns else []
-    fixed = [
-        f"{c}={table[c][0]}" for c in _fixed_axes(table) if table[c].n_unique() == 1
-    ]  # fmt: skip
+    fixed = [f"{c}={table[c][0]}" for c in _fixed_axes(table)]
     target = "auto (failed-attack floor + 2 dB)" if search.target is None else (
         f"{search.target:g} dB")  # fmt: skip
     lines = [
@@ -406,9 +412,7 @@ def _subtitle(table: pl.DataFrame, search: Search) -> list[str]:
 
 
 def _fixed_axes(table: pl.DataFrame) -> list[str]:
-    names = [c for c in table.columns if c not in ("cell", "sweep", "variant")]
-    return [c for c in names[: names.index("outcome")] if c not in CHART_FIELDS] if (
-        "outcome" in names) else []  # fmt: skip
+    return [c for c in _cell_axes(table) if table[c].n_unique() == 1]
 
 
 # -- one sweep, for the report -------------------------------------------------------------------

@@ -328,6 +328,20 @@ def test_chart_per_model_on_a_log_axis(known: Path) -> None:
     assert len(rows) == 8 and {r["kind"] for r in rows} == {"mean"}
 
 
+def test_chart_rows_name_every_other_cell_axis(tmp_path: Path) -> None:
+    """An axis the chart does not encode (here the kind of noise) is a row of panels, named,
+    never two cells drawn on one spot."""
+    grid = "  activation: [relu, sigmoid]\n  noise: [gaussian, laplacian]\n"
+    text = spec_yaml("kinds", grid, fixed="model: mcmahan_cnn")
+    found = frontier_of(write_sweep(tmp_path, text, base_truth))
+    assert set(found.table["noise"]) == {"gaussian", "laplacian"}
+    spec = frontier.frontier_chart(found.table, found.search).to_dict()
+    assert spec["facet"]["row"]["field"] == "facet"
+    rows = next(iter(spec["datasets"].values()))
+    assert {r["facet"] for r in rows} == {"kinds, noise=gaussian", "kinds, noise=laplacian"}
+    assert "rows of panels: noise" in spec["title"]["subtitle"]
+
+
 def test_chart_skipped_without_a_search(known: Path) -> None:
     found = frontier_of(known)
     with pytest.raises(ChartSkipped, match="no search: section"):
