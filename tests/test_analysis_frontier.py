@@ -353,11 +353,17 @@ def test_chart_skipped_without_a_search(known: Path) -> None:
 # -- the report ---------------------------------------------------------------------------------
 
 
-def test_report_of_a_search_sweep(known: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def search_report(known: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from orchestrator.cli import main
 
-    out = tmp_path / "report"
+    out = tmp_path_factory.mktemp("search-report")
     assert main(["report", str(known), "--out", str(out)]) == 0
+    return out
+
+
+def test_report_of_a_search_sweep(search_report: Path) -> None:
+    out = search_report
     table = pl.read_csv(out / "frontier.csv")
     assert table.height == 8 and set(table["axis"]) == {"noise_scale"}
     assert table["strength"].null_count() == 0
@@ -375,6 +381,20 @@ def test_report_of_a_search_sweep(known: Path, tmp_path: Path) -> None:
     counts = json.loads((out / "counts.json").read_text())
     assert counts["charts"][frontier.FRONTIER_CHART]["skipped"] is None
     assert counts["charts"][frontier.FRONTIER_CHART]["n_min"] == len(SEEDS)
+
+
+@pytest.mark.slow  # a headless browser
+def test_search_report_renders_in_headless_chromium(search_report: Path) -> None:
+    from tests.analysis_fixtures import headless
+
+    counts = json.loads((search_report / "counts.json").read_text())
+    drawn = [name for name, c in counts["charts"].items() if c["skipped"] is None]
+    assert frontier.FRONTIER_CHART in drawn
+    page = headless((search_report / "index.html").as_uri(), "--dump-dom")
+    assert f'data-rendered="{len(drawn)}"' in page.stdout, page.stdout[-2000:]
+    assert "data-error" not in page.stdout
+    chart = page.stdout.split(f'id="{frontier.FRONTIER_CHART}"', 1)[1][:20000]
+    assert "<svg" in chart  # the frontier's chart drawn in its section
 
 
 def test_report_of_a_grid_sweep_has_no_frontier(tmp_path: Path) -> None:
