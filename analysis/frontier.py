@@ -25,6 +25,7 @@ the search from them (`SearchState.of`, the same replay `run` and `resume` make)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -227,7 +228,9 @@ def seed_thresholds(state: SearchState) -> pl.DataFrame:
 VALUE = "position"  # the findings' value column: the threshold on the search's scale
 
 
-def _levels_present(column: str, levels: tuple[Any, Any], labels: tuple[str, str]) -> Any:
+def _levels_present(
+    column: str, levels: tuple[Any, Any], labels: tuple[str, str]
+) -> Callable[[pl.DataFrame], str | None]:
     """`Claim.requires`: why the claim cannot be tested on these thresholds, or None."""
 
     def why(rows: pl.DataFrame) -> str | None:
@@ -248,7 +251,9 @@ def _levels_present(column: str, levels: tuple[Any, Any], labels: tuple[str, str
     return why
 
 
-def _censored_note(column: str, levels: tuple[Any, Any], labels: tuple[str, str]) -> Any:
+def _censored_note(
+    column: str, levels: tuple[Any, Any], labels: tuple[str, str]
+) -> Callable[[pl.DataFrame, str], str]:
     """`Claim.extra`: how many seed thresholds of each side were censored (left out)."""
 
     def note(rows: pl.DataFrame, value: str) -> str:
