@@ -130,7 +130,8 @@ def frontier_table(
     outcome, strength found, bracket_low/high, score_at_strength (the seeds' mean), target,
     trials, points, seeds, the mean gradient distortion at the strength found (over its rows:
     `distortion_rows`), and the seeds whose own threshold is censored (`seeds_censored`, from
-    `thresholds`: `seed_thresholds`, computed when not given)."""
+    `thresholds`: `seed_thresholds`, computed when not given). While a cell is searching, its
+    strength is the weakest that defeats the attack so far (as `SearchState.frontiers` says)."""
     configs = cell_configs(state)
     rows = _search_rows(state, frame)
     at = {
@@ -317,6 +318,8 @@ def frontier_chart(table: pl.DataFrame, search: Search | None) -> alt.TopLevelMi
 
     if search is None:
         raise ChartSkipped(f"{FRONTIER_CHART}: the sweep's spec has no search: section")
+    if table.is_empty() or "outcome" not in table.columns:
+        raise ChartSkipped(f"{FRONTIER_CHART}: no cell of the search has an outcome yet")
     drawn = _chart_rows(table, search)
     if drawn.is_empty():
         raise ChartSkipped(f"{FRONTIER_CHART}: no cell of the search has an outcome yet")
@@ -341,10 +344,12 @@ def frontier_chart(table: pl.DataFrame, search: Search | None) -> alt.TopLevelMi
                        ("grad_rel_error", ".3g"), ("n", "d"), ("trials", "d"))
         if c in drawn.columns
     ]  # fmt: skip
+    present = set(drawn.filter(pl.col("y").is_not_null())["outcome"].to_list())
+    shown = [o for o in SHAPES if o in present]  # the legend lists what is drawn
     points = base.transform_filter("isValid(datum.y)").mark_point(size=80, filled=True).encode(
         y=alt.Y("y:Q", scale=y_scale, title=y_title),
         shape=alt.Shape("outcome:N", title="outcome",
-                        scale=alt.Scale(domain=list(SHAPES), range=list(SHAPES.values()))),
+                        scale=alt.Scale(domain=shown, range=[SHAPES[o] for o in shown])),
         tooltip=tooltip,
     )  # fmt: skip
     layered = alt.layer(rules, points, data=drawn)
@@ -370,9 +375,10 @@ def _facet_axes(table: pl.DataFrame) -> list[str]:
 
 
 def _chart_rows(table: pl.DataFrame, search: Search) -> pl.DataFrame:
-    """The cells to draw: `y` (the strength found, or the range end for a censored outcome),
+    """The cells to draw: `y` (the strength found, the range's end for a cell not defeated in
+    it or defeated at its weakest, the weakest strength defeating so far while searching),
     `n` (seeds), `kind` = mean (the report counts points by it), and `facet` (sweep/variant
-    and the other varying cell axes)."""
+    and the other varying cell axes). Failed cells are left out (the subtitle counts them)."""
     if table.is_empty():
         return table
     rows = table.filter(pl.col("outcome") != FAILED)
@@ -380,6 +386,7 @@ def _chart_rows(table: pl.DataFrame, search: Search) -> pl.DataFrame:
         pl.when(pl.col("outcome") == FOUND).then(pl.col("strength"))
         .when(pl.col("outcome") == DEFEATED_AT_WEAKEST).then(pl.lit(search.low))
         .when(pl.col("outcome") == NOT_DEFEATED).then(pl.lit(search.high))
+        .when(pl.col("outcome") == SEARCHING).then(pl.col("bracket_high"))
         .otherwise(None)
     )  # fmt: skip
     named = [c for c in ("sweep", "variant") if c in rows.columns]
@@ -408,6 +415,13 @@ def _subtitle(table: pl.DataFrame, search: Search) -> list[str]:
         f"triangle up at {search.high:g}: not defeated in range; triangle down at "
         f"{search.low:g}: defeated at the weakest",
     ]
+    outcomes = table["outcome"].to_list()
+    if SEARCHING in outcomes:
+        lines.append(f"diamond: still searching ({outcomes.count(SEARCHING)} cells), at the "
+                     "weakest strength that defeats the attack so far")  # fmt: skip
+    if FAILED in outcomes:
+        lines.append(f"not drawn: {outcomes.count(FAILED)} cells whose every seed failed at a "
+                     "point (frontier.csv lists them)")  # fmt: skip
     varying = _facet_axes(table)
     if varying:
         lines.append("rows of panels: " + ", ".join(varying))

@@ -24,7 +24,7 @@ from analysis import frontier, load
 from analysis.charts import ChartSkipped
 from analysis.findings import CONTRADICTED, INCONCLUSIVE, MIXED, NOT_ENOUGH, SUPPORTED
 from analysis.synthetic import synthetic_search
-from orchestrator.frontier import DEFEATED_AT_WEAKEST, FOUND, NOT_DEFEATED
+from orchestrator.frontier import DEFEATED_AT_WEAKEST, FOUND, NOT_DEFEATED, SEARCHING
 from orchestrator.sink import SweepStore
 from orchestrator.spec import parse_yaml
 
@@ -283,6 +283,38 @@ def test_outcomes_at_the_range_ends(tmp_path: Path) -> None:
     rows = next(iter(spec["datasets"].values()))
     placed = {r["activation"]: (r["y"], r["outcome"]) for r in rows}
     assert placed == {"relu": (1e-4, DEFEATED_AT_WEAKEST), "sigmoid": (1.0, NOT_DEFEATED)}
+
+
+def test_a_search_still_running(tmp_path: Path) -> None:
+    """A search stopped midway (ResNet's cells half done) with one trial that failed: the open cells
+    read searching, the table says so, the chart draws what is known."""
+    from orchestrator.schema import make_row
+    from workloads.result import TrialResult
+
+    spec = parse_yaml(spec_yaml("half"))
+    rows = synthetic_search(spec, response(base_truth), distortion)
+    store = SweepStore.of(str(tmp_path / "results"), "half")
+    store.save_spec(spec.to_yaml())
+    resnet = [r for r in rows if r["model"] == "resnet18"]  # stopped after the ends and a bit
+    kept = [r for r in rows if r["model"] == "mcmahan_cnn"] + resnet[: len(resnet) // 2]
+    for row in kept[:-1]:
+        store.write_row(row)
+    failed = {c.trial_key: c for _, c in spec.labelled_trials()}[kept[-1]["trial_key"]]
+    store.write_row(make_row(failed, TrialResult("error", error="boom"), sweep="half"))
+    found = frontier_of(tmp_path / "results" / "half")
+    outcomes = found.table["outcome"].to_list()
+    assert SEARCHING in outcomes and FOUND in outcomes, outcomes
+    assert found.table["trials"].sum() == len(kept) - 1  # the error row is not a score
+    open_cells = found.table.filter(pl.col("outcome") == SEARCHING)
+    # as SearchState.frontiers() says it: while searching, the weakest strength defeating so far
+    assert (open_cells["strength"] == open_cells["bracket_high"]).all()
+    spec_dict = frontier.frontier_chart(found.table, found.search).to_dict()
+    drawn = next(iter(spec_dict["datasets"].values()))
+    searching = [r for r in drawn if r["outcome"] == SEARCHING and r.get("y") is not None]
+    assert all(r["y"] == r["bracket_high"] for r in searching)
+    shapes = spec_dict["spec"]["layer"][1]["encoding"]["shape"]["scale"]["domain"]
+    assert NOT_DEFEATED not in shapes  # the legend lists only what is drawn
+    assert any("still searching" in line for line in spec_dict["title"]["subtitle"])
 
 
 def test_a_linear_prune_search_is_in_the_axis_units(tmp_path: Path) -> None:
