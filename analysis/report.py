@@ -13,6 +13,10 @@
     gallery.html/.png   ground truth beside reconstruction, one trial per config group
     findings.csv        the claims against our numbers, one row per (sweep, claim)
     counts.json         rows by status, skipped files, expected vs present trials, per chart n
+    frontier.csv        for a sweep whose spec has `search:` (issue 17): one row per cell, the
+                        strength found, its bracket and the gradient distortion there; with
+                        frontier_seeds.csv (each seed's own threshold), the defense_frontier
+                        chart and the frontier's findings (`analysis.frontier`)
 
 Several sweeps (`dlgsweep report A B --out DIR`) share every chart: each sweep is a facet row;
 a sweep with variants is one part per variant (`corrections/seed-protocol`, ...), as if each
@@ -28,7 +32,8 @@ import html
 import io
 import json
 import posixpath
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,7 @@ import altair as alt
 import polars as pl
 import vl_convert as vlc
 
-from analysis import charts, explorer, findings, load
+from analysis import charts, explorer, findings, frontier, load
 from analysis.stats import VERDICTS
 
 GALLERY_MAX = 240  # trials in gallery.html; beyond this the page says which groups are left out
@@ -121,6 +126,7 @@ class Report:
     gallery_groups: int = 0
     explorer_rows: int = 0
     score: str = "psnr_mean"  # what the findings were computed on
+    frontiers: list[frontier.Frontier] = field(default_factory=list)  # sweeps with `search:`
 
     @property
     def sweep(self) -> str:
@@ -238,6 +244,13 @@ def build_report(
 
     for spec in charts.CHARTS.values():
         report.charts.append(_write_chart(spec, frame, out, png_scale))
+    report.frontiers = [
+        f for name, path, tr in loaded if (f := frontier.sweep_frontier(path, tr.frame, name))
+    ]
+    if report.frontiers:
+        report.charts.append(_write_frontier(report.frontiers, out, png_scale))
+        frontier_csv(report.frontiers, "table").write_csv(out / "frontier.csv")
+        frontier_csv(report.frontiers, "thresholds").write_csv(out / "frontier_seeds.csv")
     findings_csv(report).write_csv(out / "findings.csv")
 
     galleries = [gallery_frame(path, tr.frame) for _, path, tr in loaded]
@@ -342,11 +355,48 @@ def expected_trials(sweep_path: str) -> list[str] | None:
 def _write_chart(
     spec: charts.ChartSpec, frame: pl.DataFrame, out: Path, png_scale: float
 ) -> ChartOutput:
-    result = ChartOutput(spec.name, spec.title)
-    try:
+    def build() -> alt.TopLevelMixin:
         if frame.is_empty():
             raise charts.ChartSkipped(f"{spec.name}: no rows")
-        chart = spec.build(frame)
+        return spec.build(frame)
+
+    return _render(ChartOutput(spec.name, spec.title), build, out, png_scale)
+
+
+def _write_frontier(found: list[frontier.Frontier], out: Path, png_scale: float) -> ChartOutput:
+    """The defense_frontier chart of the sweeps searching the first one's axis on its scale
+    (a chart has one y axis); the others are in frontier.csv and the page's tables."""
+    first = found[0].search
+    same = [f for f in found if (f.search.axis, f.search.scale) == (first.axis, first.scale)]
+    search = replace(first, low=min(f.search.low for f in same),
+                     high=max(f.search.high for f in same))  # fmt: skip
+    table = pl.concat([f.table for f in same], how="diagonal_relaxed")
+    result = ChartOutput(frontier.FRONTIER_CHART, frontier.FRONTIER_TITLE)
+    result = _render(result, lambda: frontier.frontier_chart(table, search), out, png_scale)
+    left = [f.sweep for f in found if f not in same]
+    if left:
+        result.notes.append(f"not drawn (another search axis or scale): {', '.join(left)}")
+    return result
+
+
+def frontier_csv(found: list[frontier.Frontier], which: str) -> pl.DataFrame:
+    """The sweeps' frontier tables (`which` = "table") or per-seed thresholds ("thresholds"),
+    one frame with a `sweep` column and the searched axis named (`axis`)."""
+    parts = []
+    for f in found:
+        part = getattr(f, which)
+        if "sweep" not in part.columns:
+            part = part.insert_column(0, pl.lit(f.sweep).alias("sweep"))
+        parts.append(part.insert_column(1, pl.lit(f.search.axis).alias("axis")))
+    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+
+
+def _render(
+    result: ChartOutput, build: Callable[[], alt.TopLevelMixin], out: Path, png_scale: float
+) -> ChartOutput:
+    """`build()`'s chart written as <name>.html and .png into `out` (or its skip reason)."""
+    try:
+        chart = build()
     except charts.ChartSkipped as reason:
         result.skipped = str(reason)
         return result
@@ -364,19 +414,26 @@ def _write_chart(
     result.points = len(counts_n)
     result.n_min, result.n_max = (min(counts_n), max(counts_n)) if counts_n else (1, 1)
     result.packed = charts.pack(vl_spec)
-    (out / f"{spec.name}.html").write_text(chart_page(spec.title, result.packed))
-    (out / f"{spec.name}.png").write_bytes(vlc.vegalite_to_png(vl_spec, scale=png_scale))
-    result.html, result.png = f"{spec.name}.html", f"{spec.name}.png"
+    (out / f"{result.name}.html").write_text(chart_page(result.title, result.packed))
+    (out / f"{result.name}.png").write_bytes(vlc.vegalite_to_png(vl_spec, scale=png_scale))
+    result.html, result.png = f"{result.name}.html", f"{result.name}.png"
     return result
 
 
 def findings_csv(report: Report) -> pl.DataFrame:
     """One row per (sweep, variant, claim); `variant` is null for sweeps without variants."""
+    named = [(p.sweep, p.variant, p.findings) for p in report.parts]
+    named += [
+        (f.sweep, label.partition("/")[2] or None, items)
+        for f in report.frontiers
+        for label, items in f.findings.items()
+    ]  # the frontier's claims (keys frontier_*), after the seed's
     parts = [
-        findings.findings_frame(p.findings)
-        .insert_column(0, pl.lit(p.variant, dtype=pl.String).alias("variant"))
-        .insert_column(0, pl.lit(p.sweep).alias("sweep"))
-        for p in report.parts
+        findings.findings_frame(items)
+        .insert_column(0, pl.lit(variant, dtype=pl.String).alias("variant"))
+        .insert_column(0, pl.lit(sweep).alias("sweep"))
+        for sweep, variant, items in named
+        if items
     ]
     return pl.concat(parts) if parts else pl.DataFrame()
 
@@ -659,6 +716,79 @@ def counts_html(report: Report) -> str:
     return "\n".join(parts + rows)
 
 
+FRONTIER_READING = """<p class='note'>The sweep searched <b>{axis}</b> per cell (a grid point
+without the seed{variants}) over [{low:g}, {high:g}] on a {scale} scale, {points} strengths
+(resolution {resolution:g} {unit}), for the weakest strength at which the seeds' mean
+<b>{score}</b> falls below the target ({target}). Each point is decided on the antitonic
+(non-increasing) fit of the evaluated points' means; the bracket is the strongest evaluated
+strength that does not defeat the attack and the weakest that does. At the strength found:
+the seeds' mean score and what the defense did to the gradient there (mean cosine similarity
+to the clean gradient and relative L2 error, over the seeds' rows). The findings compare each
+seed's own threshold (its antitonic fit, interpolated on the {scale} scale between its last
+point at or above the target and its first below) on matched cells, in {unit}, with the
+verdicts above; a seed that never crosses inside the points it has is censored: left out and
+counted, never imputed. {censored}Every cell: frontier.csv; every seed: frontier_seeds.csv.</p>"""
+FRONTIER_COLUMNS = ("outcome", "strength", "bracket_low", "bracket_high", "score_at_strength",
+                    "target", "trials", "points", "seeds", "grad_cosine", "grad_rel_error",
+                    "seeds_censored")  # fmt: skip
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return html.escape(str(value))
+
+
+def frontier_table_html(table: pl.DataFrame) -> str:
+    """The frontier table: the cell's columns, then the search's outcome and its numbers."""
+    cells = [c for c in table.columns if c not in (*FRONTIER_COLUMNS, "cell", "sweep",
+             "distortion_rows") and table[c].n_unique() > 1] or ["cell"]  # fmt: skip
+    shown = [*cells, *(c for c in FRONTIER_COLUMNS if c in table.columns)]
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in shown)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_cell_text(row[c])}</td>" for c in shown) + "</tr>"
+        for row in table.iter_rows(named=True)
+    )
+    return f"<table class='small frontier'><tr>{head}</tr>{rows}</table>"
+
+
+def frontier_html(report: Report) -> str:
+    """The "Defense frontier" section: per search sweep how it searched, its table; the chart;
+    the frontier's findings (one verdict column per sweep or variant)."""
+    out = ["<section id='frontier'><h2>Defense frontier: the weakest defense that defeats the "
+           "attack, per cell</h2>"]  # fmt: skip
+    for found in report.frontiers:
+        search = found.search
+        target = "failed-attack floor + 2 dB" if search.target is None else f"{search.target:g} dB"
+        censored = frontier.censored_text(found.thresholds)
+        if len(report.frontiers) > 1:
+            out.append(f"<h3>{html.escape(found.sweep)}</h3>")
+        out.append(FRONTIER_READING.format(
+            axis=search.axis, low=search.low, high=search.high, scale=search.scale,
+            points=len(search.lattice()), resolution=search.resolution,
+            unit=frontier.unit_of(search), score=search.score, target=target,
+            variants=", per variant" if "variant" in found.table.columns else "",
+            censored=html.escape(censored + ". ") if censored else "",
+        ))  # fmt: skip
+        out.append(frontier_table_html(found.table))
+    chart = next(c for c in report.charts if c.name == frontier.FRONTIER_CHART)
+    if chart.skipped:
+        out.append(f"<p class='note'>Chart skipped: {html.escape(chart.skipped)}.</p>")
+    else:
+        notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in chart.notes)
+        out.append(f"<h3>{html.escape(chart.title)}</h3>{notes}"
+                   f"<div id='{chart.name}' class='chart'></div>")  # fmt: skip
+    parts = [
+        SweepPart(label, f.sweep, {}, findings=items, sweep=f.sweep)
+        for f in report.frontiers
+        for label, items in f.findings.items()
+    ]
+    out.append("<h3>Findings on the thresholds</h3>" + findings_html(parts) + "</section>")
+    return "\n".join(out)
+
+
 def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
     drawn = [c for c in report.charts if c.spec is not None]
     several = len(report.parts) > 1
@@ -680,9 +810,12 @@ def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None =
         + READING.format(margin=findings.MARGIN_DB, score=report.score)
         + findings_html(report.parts)
         + "</section>",
+        *([frontier_html(report)] if report.frontiers else []),
         "<section><h2>Counts</h2>" + counts_html(report) + "</section>",
     ]
     for chart in report.charts:
+        if chart.name == frontier.FRONTIER_CHART:
+            continue  # drawn in the frontier's section
         if chart.skipped:
             sections.append(
                 f"<section id='{chart.name}'><h2>{html.escape(chart.title)}</h2>"

@@ -1,5 +1,6 @@
 """Synthetic sweeps of known truth: rows shaped like the sink's (every config field, its default
-unless the grid varies it), with PSNR = truth(config) + noise. The findings are calibrated on
+unless the grid varies it), with PSNR = truth(config) + noise; and the rows a search spec
+writes over a known response (`synthetic_search`). The findings are calibrated on
 them (`bench/bench_findings.py`) and tested on them (`tests/test_analysis_findings.py`).
 """
 
@@ -9,11 +10,15 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from workloads.config import TrialConfig
+
+if TYPE_CHECKING:
+    from orchestrator.spec import SweepSpec
 
 _DEFAULTS = None
 
@@ -50,3 +55,35 @@ def synthetic_frame(
                 row.update(extra(config))
             rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def synthetic_search(
+    spec: SweepSpec,
+    psnr: Callable[[dict], float],
+    distortion: Callable[[dict], tuple[float, float]] | None = None,
+    sweep: str | None = None,
+) -> list[dict]:
+    """The rows a search spec (`search:`) writes when every trial scores `psnr(config)`: the
+    search (`SearchState`) driven to its end over that response, one ok row of the sink's
+    schema (`make_row`, no images) per trial it asked for, under the spec's trial keys and
+    variants. `distortion(config)` -> (grad_cosine, grad_rel_error); default (1, 0)."""
+    from orchestrator.frontier import SearchState
+    from orchestrator.schema import make_row
+    from workloads.result import TrialResult
+
+    state = SearchState.of(spec)
+    configs = {c.trial_key: (v, c) for v, c in spec.labelled_trials()}
+    rows = []
+    while wanted := state.wanted():
+        for key in wanted:
+            variant, config = configs[key]
+            fields = config.to_dict()
+            score = float(psnr(fields))
+            cosine, error = distortion(fields) if distortion else (1.0, 0.0)
+            result = TrialResult("ok", psnr_mean=score, psnr_raw_mean=score, label_accuracy=1.0,
+                                 grad_cosine=cosine, grad_rel_error=error)  # fmt: skip
+            row = make_row(config, result, sweep=sweep or spec.name, variant=variant or None,
+                           with_images=False)  # fmt: skip
+            rows.append(row)
+            state.record(key, score)
+    return rows

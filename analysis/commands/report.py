@@ -71,4 +71,14 @@ def run(args: argparse.Namespace) -> int:
     for i, finding in enumerate(report.parts[0].findings):
         verdicts = " | ".join(p.findings[i].verdict for p in report.parts)
         print(f"  [{verdicts}] {finding.claim}")
+    for found in report.frontiers:
+        outcomes = found.table["outcome"].value_counts(sort=True).iter_rows()
+        print(
+            f"frontier {found.sweep}: {found.table.height} cells of {found.search.axis} ("
+            + ", ".join(f"{n} {o}" for o, n in outcomes)
+            + f"): {report.out / 'frontier.csv'}"
+        )
+        for label, items in found.findings.items():
+            for finding in items:
+                print(f"  [{finding.verdict}] {label}: {finding.claim}")
     return 0

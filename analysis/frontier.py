@@ -1,0 +1,498 @@
+"""The defense frontier of a search sweep (issue 17): what the report shows of a spec's `search:`.
+
+A sweep whose saved spec has a `search:` section (orchestrator.frontier) searched, per cell
+(a grid point without the seed, per variant), the weakest strength of one defense axis whose
+seeds' mean score is below the target. Its rows are ordinary trial rows; this module replays
+the search from them (`SearchState.of`, the same replay `run` and `resume` make) and reads:
+
+- `frontier_table`: one row per cell: its configuration, the search's outcome, the strength
+  found and its bracket, the trials and points it took, the seeds' mean score there, and what
+  the defense did to the gradient there (mean `grad_cosine`, `grad_rel_error` over the seeds'
+  rows at that lattice point): "defeats the attack at the cost of this much distortion".
+- `seed_thresholds`: per cell and seed, that seed's own crossing: the antitonic fit of its
+  scores at the strengths the search evaluated (`frontier.antitonic`), interpolated linearly on
+  the search's scale (log10 for log) between the last point at or above the target and the
+  first below it. A seed whose fit never crosses inside the points it has (not defeated at the
+  strongest, or defeated at the weakest) is censored: a null threshold, counted, never imputed.
+- `frontier_findings`: claims about the thresholds with the findings engine's verdicts
+  (analysis.findings: matched pairs per seed, strata, balance over complete seeds, mixed,
+  inconclusive, not enough data): "Sigmoid needs a stronger defense than ReLU", "Kaiming needs
+  a stronger defense than Xavier", in decades for a log search.
+- `frontier_chart`: the strength needed per init x activation, one panel per model.
+
+`sweep_frontier(path, frame)` does all of it for the report (None without a search section).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from analysis.charts.derive import ChartSkipped
+from analysis.findings import NOT_ENOUGH, Claim, Finding, check, prepare
+from analysis.findings.claims import Compare
+from analysis.findings.finding import build, with_holm
+from analysis.stats import Rule
+from orchestrator.frontier import (
+    AXES,
+    DEFEATED_AT_WEAKEST,
+    FAILED,
+    FOUND,
+    NOT_DEFEATED,
+    SEARCHING,
+    Cell,
+    SearchState,
+    antitonic,
+    scores_of,
+)
+
+if TYPE_CHECKING:
+    import altair as alt
+
+    from orchestrator.frontier import Search
+    from orchestrator.spec import SweepSpec
+
+FRONTIER_CHART = "defense_frontier"
+FRONTIER_TITLE = "Defense frontier: strength needed per init x activation"
+NO_SCORES = "no scores"  # a seed without a scored point (every trial of it failed, or none ran)
+# the config fields the chart encodes (x, color, facet); other cell axes become facet rows
+CHART_FIELDS = ("model", "init_method", "activation")
+# shown in the table (and named by the chart) even when the spec fixes them
+TABLE_FIELDS = (*CHART_FIELDS, "batch_size", "dataset")
+DISTORTION = ("grad_cosine", "grad_rel_error")
+# the frontier table's columns that are not the cell's configuration
+RESULTS = ("sweep", "axis", "variant", "cell", "outcome", "strength", "bracket_low",
+           "bracket_high", "score_at_strength", "target", "trials", "points", "seeds",
+           "grad_cosine", "grad_rel_error", "distortion_rows", "seeds_censored")  # fmt: skip
+SHAPES = {FOUND: "circle", NOT_DEFEATED: "triangle-up", DEFEATED_AT_WEAKEST: "triangle-down",
+          SEARCHING: "diamond"}  # fmt: skip
+
+
+def unit_of(search: Search) -> str:
+    """The unit a threshold difference is in: decades on a log search, else the axis's own."""
+    return "decades" if search.scale == "log" else search.axis
+
+
+def replay(spec: SweepSpec, frame: pl.DataFrame) -> SearchState:
+    """The spec's search replayed from the frame's rows (their scores, as `run` replays it)."""
+    score = spec.search.score if spec.search else "psnr_mean"
+    columns = ["trial_key", "status", score]
+    if frame.is_empty() or not set(columns) <= set(frame.columns):
+        return SearchState.of(spec, {})
+    return SearchState.of(spec, scores_of(frame.select(columns).to_arrow(), score))
+
+
+def cell_configs(state: SearchState) -> dict[Cell, dict[str, Any]]:
+    """Every cell's configuration: all trial fields (defaults filled in), without the seed and
+    the searched axis. Built from one trial per cell (the spec builds only those)."""
+    first = {cell: next(iter(state.keys[cell].values()))[0] for cell in state.cells}
+    built = {c.trial_key: c for _, c in state.spec.labelled_trials(only=set(first.values()))}
+    drop = ("seed", state.search.axis)
+    return {
+        cell: {k: v for k, v in built[key].to_dict().items() if k not in drop}
+        for cell, key in first.items()
+    }
+
+
+def _cell_columns(state: SearchState) -> list[str]:
+    """The columns naming a cell: the variant (when the spec has variants), the grid axes of
+    the cells, then model, init method, activation, batch size, dataset and the defense (noise
+    or prune) when the spec fixes them."""
+    axes = [a for a, _ in state.cells[0].point] if state.cells else []
+    variant = ["variant"] if state.spec.variants else []
+    switch = AXES[state.search.axis][0]  # noise or prune: the defense whose strength is searched
+    return [*variant, *dict.fromkeys([*axes, *TABLE_FIELDS, switch])]
+
+
+def _search_rows(state: SearchState, frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame's ok/diverged rows that are trials of the search: `_cell` (the cell's index in
+    `state.cells`), `_index` (the lattice index), seed and the distortion columns."""
+    ids = {cell: i for i, cell in enumerate(state.cells)}
+    where = [(key, ids[c], i) for key, (c, _, i) in state.where.items()]
+    lookup = pl.DataFrame(where, schema={"trial_key": pl.String, "_cell": pl.Int64,
+                                         "_index": pl.Int64}, orient="row")  # fmt: skip
+    if frame.is_empty() or "trial_key" not in frame.columns:
+        return lookup.clear().with_columns(pl.lit(None, pl.Float64).alias(c) for c in DISTORTION)
+    rows = frame.filter(pl.col("status").is_in(["ok", "diverged"]))
+    for column in DISTORTION:
+        if column not in rows.columns:
+            rows = rows.with_columns(pl.lit(None, pl.Float64).alias(column))
+    return rows.select("trial_key", *DISTORTION).join(lookup, on="trial_key", how="inner")
+
+
+def frontier_table(
+    state: SearchState, frame: pl.DataFrame, thresholds: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """One row per cell (the spec's order): its columns (`_cell_columns`), `cell` (its label),
+    outcome, strength found, bracket_low/high, score_at_strength (the seeds' mean), target,
+    trials, points, seeds, the mean gradient distortion at the strength found (over its rows:
+    `distortion_rows`), and the seeds whose own threshold is censored (`seeds_censored`, from
+    `thresholds`: `seed_thresholds`, computed when not given). While a cell is searching, its
+    strength is the weakest that defeats the attack so far (as `SearchState.frontiers` says)."""
+    configs = cell_configs(state)
+    rows = _search_rows(state, frame)
+    at = {
+        (c, i): (cos, err, n)
+        for c, i, cos, err, n in rows.group_by("_cell", "_index")
+        .agg(*(pl.col(d).mean() for d in DISTORTION), pl.col("grad_cosine").count().alias("n"))
+        .iter_rows()
+    }  # fmt: skip
+    thresholds = seed_thresholds(state) if thresholds is None else thresholds
+    censored = thresholds.group_by("cell").agg(
+        pl.col("threshold").is_null().sum().alias("seeds_censored")
+    )
+    columns = _cell_columns(state)
+    records = []
+    for c, (cell, found) in enumerate(zip(state.cells, state.frontiers())):
+        index = None if found["strength"] is None else state.strengths.index(found["strength"])
+        cos, err, n = at.get((c, index), (None, None, 0))
+        config = {**configs[cell], "variant": cell.variant or None}
+        records.append({
+            **{k: config.get(k) for k in columns}, "cell": cell.label(),
+            **{k: found[k] for k in ("outcome", "strength", "bracket_low", "bracket_high",
+                                     "score_at_strength", "target", "trials", "points")},
+            "seeds": len(state.keys[cell]), "grad_cosine": cos, "grad_rel_error": err,
+            "distortion_rows": n,
+        })  # fmt: skip
+    schema = {"strength": pl.Float64, "bracket_low": pl.Float64, "bracket_high": pl.Float64,
+              "score_at_strength": pl.Float64, "target": pl.Float64, "grad_cosine": pl.Float64,
+              "grad_rel_error": pl.Float64, "variant": pl.String}  # fmt: skip
+    table = pl.DataFrame(records, schema_overrides=schema, infer_schema_length=None)
+    if table.is_empty():
+        return table
+    return table.join(censored, on="cell", how="left").with_columns(
+        pl.col("seeds_censored").fill_null(0).cast(pl.Int64)
+    )
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One seed's own threshold in one cell (None when censored, with the reason)."""
+
+    threshold: float | None  # in the axis's units
+    position: float | None  # on the search's scale (log10 of the threshold for log)
+    censored: str | None  # NOT_DEFEATED | DEFEATED_AT_WEAKEST | NO_SCORES | None
+    points: int  # scored points of this seed
+
+
+def crossing(search: Search, strengths: list[float], scores: dict[int, float],
+             target: float) -> Crossing:  # fmt: skip
+    """A seed's crossing from its scores by lattice index: antitonic fit (equal weights), then
+    linear interpolation on the search's scale between the last point whose fit is at or above
+    the target and the first below it; censored when the fit does not cross there."""
+    indices = sorted(scores)
+    if not indices:
+        return Crossing(None, None, NO_SCORES, 0)
+    fit = antitonic([scores[i] for i in indices], [1.0] * len(indices))
+    holding = [k for k, f in enumerate(fit) if f >= target]
+    defeated = [k for k, f in enumerate(fit) if f < target]
+    if not defeated:
+        return Crossing(None, None, NOT_DEFEATED, len(indices))
+    if not holding:
+        return Crossing(None, None, DEFEATED_AT_WEAKEST, len(indices))
+    k0, k1 = max(holding), min(defeated)  # neighbours: the fit is non-increasing
+    x0, x1 = (search.position(strengths[indices[k]]) for k in (k0, k1))
+    share = (fit[k0] - target) / (fit[k0] - fit[k1])  # in (0, 1]: fit[k0] >= target > fit[k1]
+    position = x0 + float(share) * (x1 - x0)
+    threshold = 10**position if search.scale == "log" else position
+    return Crossing(float(threshold), position, None, len(indices))
+
+
+def seed_thresholds(state: SearchState) -> pl.DataFrame:
+    """One row per (cell, seed): `variant`, `cell`, seed, threshold (axis units), position (on
+    the search's scale), censored (why it is null), points (scored), every config field.
+    The scores are those the search was replayed from (`state`, `replay`)."""
+    configs = cell_configs(state)
+    records = []
+    for cell in state.cells:
+        search = state.searches[cell]
+        for seed in state.keys[cell]:
+            scores = {
+                i: v for i, by in search.scores.items() if (v := by.get(seed)) is not None
+            }  # fmt: skip
+            found = crossing(state.search, state.strengths, scores, search.target)
+            records.append({
+                "variant": cell.variant or None, "cell": cell.label(), "seed": seed,
+                "threshold": found.threshold, "position": found.position,
+                "censored": found.censored, "points": found.points, **configs[cell],
+            })  # fmt: skip
+    schema = {"threshold": pl.Float64, "position": pl.Float64, "censored": pl.String,
+              "variant": pl.String}  # fmt: skip
+    return pl.DataFrame(records, schema_overrides=schema, infer_schema_length=None)
+
+
+# -- findings ------------------------------------------------------------------------------------
+
+VALUE = "position"  # the findings' value column: the threshold on the search's scale
+
+
+def _levels_present(
+    column: str, levels: tuple[Any, Any], labels: tuple[str, str]
+) -> Callable[[pl.DataFrame], str | None]:
+    """`Claim.requires`: why the claim cannot be tested on these thresholds, or None."""
+
+    def why(rows: pl.DataFrame) -> str | None:
+        if column not in rows.columns:
+            return f"{column} not recorded"
+        present = set(rows[column].unique().to_list())
+        missing = [lab for lev, lab in zip(levels, labels) if lev not in present]
+        if missing:
+            return (f"the search has no {' or '.join(missing)} cells ({column}: "
+                    f"{', '.join(sorted(map(str, present - {None})))})")  # fmt: skip
+        crossed = rows.filter(pl.col(VALUE).is_not_null())
+        lost = [lab for lev, lab in zip(levels, labels)
+                if crossed.filter(pl.col(column) == lev).is_empty()]  # fmt: skip
+        if lost:
+            return f"every seed's threshold is censored for {' and '.join(lost)}"
+        return None
+
+    return why
+
+
+def _censored_note(
+    column: str, levels: tuple[Any, Any], labels: tuple[str, str]
+) -> Callable[[pl.DataFrame, str], str]:
+    """`Claim.extra`: how many seed thresholds of each side were censored (left out)."""
+
+    def note(rows: pl.DataFrame, value: str) -> str:
+        parts = []
+        for level, label in zip(levels, labels):
+            side = rows.filter(pl.col(column) == level)
+            lost = side.filter(pl.col(value).is_null())
+            why = ", ".join(f"{n} {c}" for c, n in sorted(
+                lost.group_by("censored").len().iter_rows(), key=lambda t: str(t[0])))  # fmt: skip
+            parts.append(f"{label} {lost.height} of {side.height}" + (f" ({why})" if why else ""))
+        return "censored seed thresholds, left out (never imputed): " + "; ".join(parts)
+
+    return note
+
+
+def frontier_claims(search: Search) -> dict[str, Claim]:
+    """The claims the thresholds test, in the search's unit (decades on a log search): the
+    difference of matched per-seed thresholds (equal in every other config field, seed
+    included), per stratum."""
+    unit = unit_of(search)
+    word = "noise" if search.axis == "noise_scale" else "pruning"
+    specs = (
+        ("frontier_sigmoid_vs_relu", f"Sigmoid needs stronger {word} than ReLU to be defeated",
+         "activation", ("sigmoid", "relu"), ("Sigmoid", "ReLU"), ("network", "family"), ()),
+        ("frontier_kaiming_vs_xavier", f"Kaiming init needs stronger {word} than Xavier to be "
+         "defeated", "family", ("kaiming", "xavier"), ("Kaiming", "Xavier"),
+         ("network", "activation"), ("init_method", "distribution")),
+    )  # fmt: skip
+    out = {}
+    for key, text, column, levels, labels, strata, ignore in specs:
+        part = Compare(column, levels[0], levels[1], labels, Rule("greater"), strata,
+                       ignore=ignore, unit=unit)  # fmt: skip
+        out[key] = Claim(key, text, (part,), requires=_levels_present(column, levels, labels),
+                         extra=_censored_note(column, levels, labels))  # fmt: skip
+    return out
+
+
+def frontier_findings(search: Search, thresholds: pl.DataFrame) -> list[Finding]:
+    """Every frontier claim against per-seed thresholds of one sweep or variant (`seed_
+    thresholds`), with a Holm column; each finding names the search's score."""
+    claims = frontier_claims(search)
+    if thresholds.is_empty():
+        found = [build(c, [], VALUE, why="no cell of the search has a scored point yet")
+                 for c in claims.values()]  # fmt: skip
+    else:
+        rows = prepare(thresholds.with_columns(pl.lit("ok").alias("status")))
+        found = [check(claim, rows, VALUE) for claim in claims.values()]
+    return [replace(f, score=search.score) for f in with_holm(found)]
+
+
+# -- the chart -----------------------------------------------------------------------------------
+
+
+def frontier_chart(table: pl.DataFrame, search: Search | None) -> alt.TopLevelMixin:
+    """The strength needed per init x activation, one panel per model (a row of panels per
+    other cell axis that varies, and per sweep/variant): a point at the strength found, a rule
+    for its bracket; "not defeated in range" at the range's strongest end (triangle up),
+    "defeated at the weakest" at its weakest (triangle down). ChartSkipped without a search or
+    without a cell to draw."""
+    import altair as alt
+
+    if search is None:
+        raise ChartSkipped(f"{FRONTIER_CHART}: the sweep's spec has no search: section")
+    if table.is_empty() or "outcome" not in table.columns:
+        raise ChartSkipped(f"{FRONTIER_CHART}: no cell of the search has an outcome yet")
+    drawn = _chart_rows(table, search)
+    if drawn.is_empty():
+        raise ChartSkipped(f"{FRONTIER_CHART}: no cell of the search has an outcome yet")
+    log = search.scale == "log"
+    y_scale = alt.Scale(type="log" if log else "linear", domain=[search.low, search.high])
+    y_title = f"{search.axis.replace('_', ' ')} needed" + (" (log)" if log else "")
+    base = alt.Chart().encode(
+        x=alt.X("init_method:N", title="init method"),
+        xOffset=alt.XOffset("activation:N"),
+        color=alt.Color("activation:N", title="activation"),
+    )
+    rules = (
+        base.transform_filter("isValid(datum.bracket_low) && isValid(datum.bracket_high)")
+        .mark_rule(strokeWidth=2)
+        .encode(y=alt.Y("bracket_low:Q", scale=y_scale, title=y_title), y2="bracket_high:Q")
+    )
+    tooltip = [
+        alt.Tooltip(f"{c}:{'N' if c in ('cell', 'outcome') else 'Q'}", format=fmt)
+        for c, fmt in (("cell", ""), ("outcome", ""), ("strength", ".3g"),
+                       ("bracket_low", ".3g"), ("bracket_high", ".3g"),
+                       ("score_at_strength", ".3g"), ("target", ".3g"), ("grad_cosine", ".3g"),
+                       ("grad_rel_error", ".3g"), ("n", "d"), ("trials", "d"))
+        if c in drawn.columns
+    ]  # fmt: skip
+    present = set(drawn.filter(pl.col("y").is_not_null())["outcome"].to_list())
+    shown = [o for o in SHAPES if o in present]  # the legend lists what is drawn
+    points = base.transform_filter("isValid(datum.y)").mark_point(size=80, filled=True).encode(
+        y=alt.Y("y:Q", scale=y_scale, title=y_title),
+        shape=alt.Shape("outcome:N", title="outcome",
+                        scale=alt.Scale(domain=shown, range=[SHAPES[o] for o in shown])),
+        tooltip=tooltip,
+    )  # fmt: skip
+    layered = alt.layer(rules, points, data=drawn)
+    facet_row = "facet" if drawn["facet"].n_unique() > 1 else None
+    chart = layered.facet(
+        column=alt.Column("model:N", title="model"),
+        **({"row": alt.Row(f"{facet_row}:N", title=None)} if facet_row else {}),
+    )
+    chart.title = alt.Title("Defense frontier: the weakest " + search.axis.replace("_", " ")
+                            + " that defeats the attack", subtitle=_subtitle(table, search),
+                            anchor="start")  # fmt: skip
+    return chart
+
+
+def _cell_axes(table: pl.DataFrame) -> list[str]:
+    """The table's columns naming the cell's configuration, besides the chart's own."""
+    return [c for c in table.columns if c not in (*RESULTS, *CHART_FIELDS)]
+
+
+def _facet_axes(table: pl.DataFrame) -> list[str]:
+    """Cell columns besides the chart's own that vary: each level combination is a row."""
+    return [c for c in _cell_axes(table) if table[c].n_unique() > 1]
+
+
+def _chart_rows(table: pl.DataFrame, search: Search) -> pl.DataFrame:
+    """The cells to draw: `y` (the strength found, the range's end for a cell not defeated in
+    it or defeated at its weakest, the weakest strength defeating so far while searching),
+    `n` (seeds), `kind` = mean (the report counts points by it), and `facet` (sweep/variant
+    and the other varying cell axes). Failed cells are left out (the subtitle counts them)."""
+    if table.is_empty():
+        return table
+    rows = table.filter(pl.col("outcome") != FAILED)
+    y = (
+        pl.when(pl.col("outcome") == FOUND).then(pl.col("strength"))
+        .when(pl.col("outcome") == DEFEATED_AT_WEAKEST).then(pl.lit(search.low))
+        .when(pl.col("outcome") == NOT_DEFEATED).then(pl.lit(search.high))
+        .when(pl.col("outcome") == SEARCHING).then(pl.col("bracket_high"))
+        .otherwise(None)
+    )  # fmt: skip
+    named = [c for c in ("sweep", "variant") if c in rows.columns]
+    axes = _facet_axes(rows)
+    facet = [
+        ", ".join([*(str(r[c]) for c in named if r[c] is not None),
+                   *(f"{c}={r[c]}" for c in axes)])
+        for r in rows.select(*named, *axes).iter_rows(named=True)
+    ]  # fmt: skip
+    return rows.with_columns(
+        y.alias("y"), pl.col("seeds").alias("n"), pl.lit("mean").alias("kind"),
+        pl.Series("facet", facet, dtype=pl.String),
+        *(pl.col(c).cast(pl.String) for c in CHART_FIELDS if c in rows.columns),
+    ).filter(pl.col("y").is_not_null() | pl.col("bracket_low").is_not_null())  # fmt: skip
+
+
+def _subtitle(table: pl.DataFrame, search: Search) -> list[str]:
+    seeds = sorted(table["seeds"].unique().to_list()) if "seeds" in table.columns else []
+    fixed = [f"{c}={table[c][0]}" for c in _fixed_axes(table)]
+    target = "auto (failed-attack floor + 2 dB)" if search.target is None else (
+        f"{search.target:g} dB")  # fmt: skip
+    lines = [
+        f"each point: one cell's search, decided on the mean {search.score} of its "
+        f"{'/'.join(map(str, seeds))} seeds (target {target}); nothing else is averaged",
+        "bar: the bracket (strongest strength not defeating the attack .. weakest defeating)",
+        f"triangle up at {search.high:g}: not defeated in range; triangle down at "
+        f"{search.low:g}: defeated at the weakest",
+    ]
+    outcomes = table["outcome"].to_list()
+    if SEARCHING in outcomes:
+        lines.append(f"diamond: still searching ({outcomes.count(SEARCHING)} cells), at the "
+                     "weakest strength that defeats the attack so far")  # fmt: skip
+    if FAILED in outcomes:
+        lines.append(f"not drawn: {outcomes.count(FAILED)} cells whose every seed failed at a "
+                     "point (frontier.csv lists them)")  # fmt: skip
+    varying = _facet_axes(table)
+    if varying:
+        lines.append("rows of panels: " + ", ".join(varying))
+    if fixed:
+        lines.append("every cell: " + ", ".join(fixed))
+    return lines
+
+
+def _fixed_axes(table: pl.DataFrame) -> list[str]:
+    return [c for c in _cell_axes(table) if table[c].n_unique() == 1]
+
+
+# -- one sweep, for the report -------------------------------------------------------------------
+
+
+@dataclass
+class Frontier:
+    """A search sweep's frontier: the table, the per-seed thresholds, the findings per part
+    (the sweep, or each variant: `sweep/variant`, as the report names parts)."""
+
+    sweep: str
+    search: Search
+    table: pl.DataFrame
+    thresholds: pl.DataFrame
+    findings: dict[str, list[Finding]] = field(default_factory=dict)
+
+    @property
+    def censored(self) -> int:
+        return int(self.thresholds["threshold"].null_count()) if self.thresholds.height else 0
+
+
+def spec_of(sweep_path: str) -> SweepSpec | None:
+    """The sweep's saved spec (None when it has none, or one this version cannot read)."""
+    from orchestrator.sink import SweepStore
+
+    try:
+        return SweepStore(sweep_path).saved_spec()
+    except Exception:  # no spec.yaml, or an unreadable one: the report goes without a frontier
+        return None
+
+
+def sweep_frontier(sweep_path: str, frame: pl.DataFrame, name: str = "") -> Frontier | None:
+    """The frontier of the sweep at `sweep_path` from its rows `frame` (None: no search)."""
+    spec = spec_of(sweep_path)
+    if spec is None or spec.search is None:
+        return None
+    state = replay(spec, frame)
+    name = name or spec.name
+    thresholds = seed_thresholds(state)
+    table = frontier_table(state, frame, thresholds).insert_column(0, pl.lit(name).alias("sweep"))
+    parts: dict[str, list[Finding]] = {}
+    variants = list(spec.variants) or [None]
+    for variant in variants:
+        part = thresholds if variant is None else thresholds.filter(pl.col("variant") == variant)
+        label = name if variant is None else f"{name}/{variant}"
+        parts[label] = frontier_findings(spec.search, part)
+    return Frontier(name, spec.search, table, thresholds, parts)
+
+
+def censored_text(thresholds: pl.DataFrame) -> str:
+    """'3 of 24 seed thresholds censored (2 not defeated in range, 1 ...)' or ''."""
+    lost = thresholds.filter(pl.col("threshold").is_null())
+    if lost.is_empty():
+        return ""
+    kinds = ", ".join(f"{n} {c}" for c, n in sorted(lost.group_by("censored").len().iter_rows(),
+                                                      key=lambda t: str(t[0])))  # fmt: skip
+    return f"{lost.height} of {thresholds.height} seed thresholds censored ({kinds})"
+
+
+__all__ = [
+    "FRONTIER_CHART", "FRONTIER_TITLE", "NOT_ENOUGH", "Crossing", "Frontier", "cell_configs",
+    "censored_text", "crossing", "frontier_chart", "frontier_claims", "frontier_findings",
+    "frontier_table", "replay", "seed_thresholds", "spec_of", "sweep_frontier", "unit_of",
+]  # fmt: skip
