@@ -247,6 +247,10 @@ def build_report(
     report.frontiers = [
         f for name, path, tr in loaded if (f := frontier.sweep_frontier(path, tr.frame, name))
     ]
+    searched = {f.sweep for f in report.frontiers}
+    for part in report.parts:
+        if part.sweep in searched:  # the seed's claims are matched pairs, at chosen strengths
+            part.protocol.append(SEARCH_NOTE)
     if report.frontiers:
         report.charts.append(_write_frontier(report.frontiers, out, png_scale))
         frontier_csv(report.frontiers, "table").write_csv(out / "frontier.csv")
@@ -361,6 +365,14 @@ def _write_chart(
         return spec.build(frame)
 
     return _render(ChartOutput(spec.name, spec.title), build, out, png_scale)
+
+
+SEARCH_NOTE = (
+    "a defense search (search:): its trials sit at the strengths the search chose from the "
+    "outcomes, a different set per cell; the seed's claims pair trials only where two cells "
+    "were run at the same strength (often the range's ends), a selection the search made. "
+    "The defense frontier's findings answer the search's own question"
+)
 
 
 def _write_frontier(found: list[frontier.Frontier], out: Path, png_scale: float) -> ChartOutput:
