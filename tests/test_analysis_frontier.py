@@ -11,6 +11,7 @@ it; the report reads them back as it reads any sweep.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import math
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import pytest
 from analysis import frontier, load
 from analysis.charts import ChartSkipped
 from analysis.findings import CONTRADICTED, INCONCLUSIVE, MIXED, NOT_ENOUGH, SUPPORTED
+from analysis.report import SEARCH_NOTE
 from analysis.synthetic import synthetic_search
 from orchestrator.frontier import DEFEATED_AT_WEAKEST, FOUND, NOT_DEFEATED, SEARCHING
 from orchestrator.sink import SweepStore
@@ -406,6 +408,7 @@ def test_report_of_a_search_sweep(search_report: Path) -> None:
     index = (out / "index.html").read_text()
     assert "<section id='frontier'>" in index and f"id='{frontier.FRONTIER_CHART}'" in index
     assert "Sigmoid needs stronger noise than ReLU to be defeated" in index
+    assert html.escape(SEARCH_NOTE) in index  # the seed's claims: pairs at chosen strengths
     findings = pl.read_csv(out / "findings.csv")
     keys = findings.filter(pl.col("key").str.starts_with("frontier_"))
     assert set(keys["key"]) == {"frontier_sigmoid_vs_relu", "frontier_kaiming_vs_xavier"}
@@ -447,6 +450,6 @@ def test_report_of_a_grid_sweep_has_no_frontier(tmp_path: Path) -> None:
     assert frontier.FRONTIER_CHART not in {c.name for c in report.charts}
     assert not (tmp_path / "out" / "frontier.csv").exists()
     index = (tmp_path / "out" / "index.html").read_text()
-    assert "Defense frontier" not in index
+    assert "Defense frontier" not in index and html.escape(SEARCH_NOTE) not in index
     findings = pl.read_csv(tmp_path / "out" / "findings.csv")
     assert not findings["key"].str.starts_with("frontier_").any()
