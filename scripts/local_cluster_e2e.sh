@@ -16,6 +16,10 @@
 #   Then: the job API refuses requests without the token; a Ray job imports the package on both
 #   nodes from each node's venv; a small sweep is submitted with `ray job submit -- dlgsweep
 #   run ...` (this shell sends the token) and its rows are checked with `dlgsweep status --json`;
+#   then the worker node is lost twice, as a spot reclaim takes a node (every process of it
+#   SIGKILLed by pid): once while the driver, placed on it, is mid-compaction (`dlgsweep resume`
+#   finishes), once mid-trial with the driver on the head (Tune reruns the trial); each time
+#   every trial ends with exactly one row, read by pyarrow, and what the loss cost is printed;
 #   then everything it started is ended by pid (no `ray stop` / `ray down`: on a shared machine
 #   those stop every Ray process of the user).
 #
