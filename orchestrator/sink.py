@@ -579,6 +579,7 @@ class SweepStore:
                 done.parts_written.append(self._write_part(table.slice(start, PART_ROWS)))
             done.merged_rows = table.num_rows
             leftovers += [p for p in inputs if p not in unreadable]
+            _test_hold(done.parts_written)
         for path in leftovers:
             _quietly_delete(self.fs, path)
         done.files_removed = len(leftovers)
@@ -624,6 +625,23 @@ def find_sweeps(results: str, *, flag: str = "results") -> list[SweepStore]:
         and not child.base_name.startswith(".")
         and fs.get_file_info(join(child.path, TRIALS)).type == pafs.FileType.Directory
     ]
+
+
+# Test hook, for scripts/local_cluster_e2e.sh only: with $DLGSWEEP_TEST_HOLD_COMPACTION set to a
+# local file path, `compact` writes the new parts' paths there and then waits
+# $DLGSWEEP_TEST_HOLD_COMPACTION_S seconds (default 60) between writing its parts and deleting
+# the row files they merged: the window in which a crash leaves a row twice. The e2e kills the
+# driver's node inside that window. Unset (always, outside that script), it costs one lookup.
+HOLD_ENV = "DLGSWEEP_TEST_HOLD_COMPACTION"
+
+
+def _test_hold(parts: list[str]) -> None:
+    marker = os.environ.get(HOLD_ENV)
+    if not marker:
+        return
+    with open(marker, "w") as handle:
+        handle.write("".join(f"{part}\n" for part in parts))
+    time.sleep(float(os.environ.get(HOLD_ENV + "_S") or 60))
 
 
 def _part_rows(path: str) -> int:

@@ -237,7 +237,13 @@ def _tune(
         slots = cluster.slots(resources["cpu"], resources["gpu"])
         if options.max_concurrent:
             slots = min(slots, options.max_concurrent)
-        say(f"[dlgsweep] {cluster.describe()}; {slots} trials at once")
+        if slots:
+            say(f"[dlgsweep] {cluster.describe()}; {slots} trials at once")
+        else:  # --require-gpu on a cluster without a node that fits: the autoscaler's turn
+            say(
+                f"[dlgsweep] {cluster.describe()}; no node fits a trial yet ({resources['cpu']:g} "
+                f"CPU + {resources['gpu']:g} GPU): waiting for the autoscaler to add one"
+            )
         params: dict[str, Any] = {
             "sweep": spec.name,
             "store": store.uri,

@@ -16,6 +16,10 @@
 #   Then: the job API refuses requests without the token; a Ray job imports the package on both
 #   nodes from each node's venv; a small sweep is submitted with `ray job submit -- dlgsweep
 #   run ...` (this shell sends the token) and its rows are checked with `dlgsweep status --json`;
+#   then the worker node is lost twice, as a spot reclaim takes a node (every process of it
+#   SIGKILLed by pid): once while the driver, placed on it, is mid-compaction (`dlgsweep resume`
+#   finishes), once mid-trial with the driver on the head (Tune reruns the trial); each time
+#   every trial ends with exactly one row, read by pyarrow, and what the loss cost is printed;
 #   then everything it started is ended by pid (no `ray stop` / `ray down`: on a shared machine
 #   those stop every Ray process of the user).
 #
@@ -252,5 +256,92 @@ grep '^\[dlgsweep\]' "$E2E/logs/job_sweep.log" | tail -n 3
 "${HELPER[@]}" check --status-json "$E2E/status.json" --sweep-dir "$RESULTS/e2e-cluster" \
   --expect 4 --min-nodes 2 || die "sweep results check failed"
 
-log "timings: token + dist ${T_DIST}s, ray up ${T_UP}s, worker join ${T_WORKER}s, probe job ${T_PROBE}s, sweep job ${T_SWEEP}s"
+
+# --- lost nodes: the worker reclaimed, the way a spot reclaim takes a node ---
+# Every process of the worker node (the tagged processes with the worker's HOME, and their
+# descendants) is SIGKILLed at once, by pid. The head's autoscaler notices and starts the
+# worker again (the local provider's worker_ips are fixed machines); the checks below do not
+# depend on it except to have a worker for the next kill.
+
+# 1. The node running the driver, killed mid-compaction. The driver compacts finished rows into
+# part files; here it runs on the worker (the job's entrypoint asks for that node's `node:<ip>`
+# resource, as a driver placed on a spot node would), and the test hook
+# DLGSWEEP_TEST_HOLD_COMPACTION (orchestrator/sink.py) holds its first compaction between
+# writing the part and deleting the row files it merged: the worker is killed in that window.
+# `dlgsweep resume` (a job on the head) then finishes the sweep: one row per trial, read by
+# pyarrow as it lies in the folder (no dedupe).
+cat >"$E2E/spec-compact.yaml" <<'EOF'
+name: e2e-lost-compacting
+grid:
+  seed: [0, 1, 2, 3]
+fixed: {dataset: cifar10, model: mcmahan_cnn, batch_size: 1, activation: relu,
+        init_method: xavier_normal}
+attack: {optimizer: adam, lr: 0.1, loss: cosine, iterations: 5, label_strategy: idlg}
+resources: {cpu: 1, gpu: 0}
+retries: 2
+EOF
+t=$(date +%s)
+log "lost while compacting: the driver on the worker, its node killed mid-compaction"
+"$RAY" job submit --address "$DASH" --submission-id "e2e-compact-$TAG" --no-wait \
+  --entrypoint-resources "{\"node:$WORKER_IP\": 0.01}" -- \
+  env DLGSWEEP_COMPACT_MIN_ROWS=2 DLGSWEEP_TEST_HOLD_COMPACTION="$E2E/compacting" \
+  dlgsweep run "$E2E/spec-compact.yaml" --results "$RESULTS" --address auto \
+  >"$E2E/logs/job_compact.log" 2>&1 || die "submitting the compaction sweep failed"
+"${HELPER[@]}" nodekill --tag "$TAG" --home "$E2E/worker-home" --node-ip "$WORKER_IP" \
+  --address "$DASH" --sweep-dir "$RESULTS/e2e-lost-compacting" \
+  --when-file "$E2E/compacting" --timeout 240 \
+  || die "could not kill the worker node mid-compaction"
+T_KILLED=$(date +%s)
+"${HELPER[@]}" midcompact --sweep-dir "$RESULTS/e2e-lost-compacting" \
+  || die "the kill did not land mid-compaction"
+timeout 600 "$RAY" job submit --address "$DASH" --submission-id "e2e-resume-$TAG" -- \
+  dlgsweep resume "$RESULTS/e2e-lost-compacting" >"$E2E/logs/job_resume.log" 2>&1 \
+  || die "resume after the lost node failed (see job_resume.log)"
+T_COMPACT=$(($(date +%s) - t))
+grep '^\[dlgsweep\]' "$E2E/logs/job_resume.log" | grep -v ' | ' | tail -n 3
+"$DLGSWEEP" status "$RESULTS/e2e-lost-compacting" --json >"$E2E/status-compact.json" \
+  || die "dlgsweep status failed: $(cat "$E2E/status-compact.json")"
+"${HELPER[@]}" check --status-json "$E2E/status-compact.json" \
+  --sweep-dir "$RESULTS/e2e-lost-compacting" --expect 4 \
+  || die "lost-while-compacting results check failed"
+
+# 2. A worker lost mid-trial, the driver on the head. Both nodes run one trial each; once both
+# are in their attacks, the worker is killed. The driver goes on: Tune retries the lost trial
+# (the spec's retries) on the node that is left, and every trial ends with one row. Its cost:
+# the attempt that was lost, and the wait until Ray declares the node dead.
+"${HELPER[@]}" wait --address "$DASH" --ips "$HEAD_IP,$WORKER_IP" --timeout 240 \
+  || die "the autoscaler never brought the lost worker back"
+T_BACK=$(($(date +%s) - T_KILLED))
+log "the head's autoscaler had the lost worker back ${T_BACK}s after the kill"
+cat >"$E2E/spec-lost.yaml" <<'EOF'
+name: e2e-lost-node
+grid:
+  seed: [0, 1, 2, 3]
+fixed: {dataset: cifar10, model: mcmahan_cnn, batch_size: 1, activation: relu,
+        init_method: xavier_normal}
+attack: {optimizer: adam, lr: 0.1, loss: cosine, iterations: 150, label_strategy: idlg}
+resources: {cpu: 1, gpu: 0}
+retries: 2
+EOF
+t=$(date +%s)
+log "lost node: 4 trials of 150 iterations; the worker is killed mid-trial"
+timeout 600 "$RAY" job submit --address "$DASH" --submission-id "e2e-lost-$TAG" -- \
+  dlgsweep run "$E2E/spec-lost.yaml" --results "$RESULTS" --address auto \
+  >"$E2E/logs/job_lost.log" 2>&1 &
+SUBMIT_PID=$!
+"${HELPER[@]}" nodekill --tag "$TAG" --home "$E2E/worker-home" --node-ip "$WORKER_IP" \
+  --address "$DASH" --sweep-dir "$RESULTS/e2e-lost-node" --record "$E2E/kill-lost.json" \
+  --in-flight 2 || die "could not kill the worker node mid-trial"
+T_KILL=$(($(date +%s) - t))
+wait "$SUBMIT_PID" || die "the sweep did not survive the lost node (see job_lost.log)"
+T_LOST=$(($(date +%s) - t))
+grep '^\[dlgsweep\]' "$E2E/logs/job_lost.log" | grep -v ' | ' | tail -n 2
+"$DLGSWEEP" status "$RESULTS/e2e-lost-node" --json >"$E2E/status-lost.json" \
+  || die "dlgsweep status failed: $(cat "$E2E/status-lost.json")"
+"${HELPER[@]}" check --status-json "$E2E/status-lost.json" \
+  --sweep-dir "$RESULTS/e2e-lost-node" --expect 4 --kill-record "$E2E/kill-lost.json" \
+  --min-rerun 1 || die "lost-node results check failed"
+log "lost node: killed ${T_KILL}s after submit, sweep done ${T_LOST}s after submit"
+
+log "timings: token + dist ${T_DIST}s, ray up ${T_UP}s, worker join ${T_WORKER}s, probe job ${T_PROBE}s, sweep job ${T_SWEEP}s, lost-while-compacting + resume ${T_COMPACT}s, worker back ${T_BACK}s, lost-node sweep ${T_LOST}s"
 log "tearing down"

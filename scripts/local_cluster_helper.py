@@ -10,7 +10,14 @@ Subcommands:
           and answers one with the token (200)
   probe   (run inside a Ray job) one task pinned to each alive node imports the package there:
           from the node's venv (the shipped wheel), with token auth on
-  check   assert on `dlgsweep status --json` output and the trial rows of one sweep
+  check   assert on `dlgsweep status --json` output and the trial rows of one sweep; with
+          --kill-record, also what the node's loss cost (trials rerun, attack seconds lost)
+  nodekill  a spot reclaim of one node: SIGKILL every process of that node (the tagged processes
+          whose HOME is the node's home, and their descendants), by pid, once a trial is
+          mid-attack there (or once a marker file appears: the test hook in orchestrator/sink.py
+          that holds a compaction)
+  midcompact  the sweep folder as a crash mid-compaction leaves it: a part file written, the row
+          files it merged still there (rows twice)
 
 Every process the e2e cluster starts descends from an SSH session of the e2e's own sshd, whose
 `SetEnv` puts DLGSWEEP_E2E_TAG into the environment, so the tag finds exactly those processes
@@ -269,21 +276,30 @@ def cmd_kill(args: argparse.Namespace) -> int:
     while pid:  # this process and its ancestors (the e2e script) stay
         spared.add(pid)
         pid = _ppid(pid) or 0
-    targets = _with_descendants(_tagged(args.tag) | set(args.pid)) - spared
-    _signal(targets, signal.SIGTERM)
-    deadline = time.monotonic() + args.grace
-    while time.monotonic() < deadline and any(_alive(p) for p in targets):
-        time.sleep(0.2)
-    stubborn = {p for p in targets if _alive(p)}
-    _signal(stubborn, signal.SIGKILL)
-    time.sleep(0.5)
+    ended: set[int] = set()
+    stubborn: set[int] = set()
+    # a few rounds: a process forked while the first round ran (the head's autoscaler was
+    # starting a lost worker again over SSH) is caught by the next
+    for _ in range(3):
+        targets = {p for p in _with_descendants(_tagged(args.tag) | set(args.pid)) if _alive(p)}
+        targets -= spared
+        if not targets:
+            break
+        _signal(targets, signal.SIGTERM)
+        deadline = time.monotonic() + args.grace
+        while time.monotonic() < deadline and any(_alive(p) for p in targets):
+            time.sleep(0.2)
+        stubborn |= {p for p in targets if _alive(p)}
+        _signal(stubborn, signal.SIGKILL)
+        ended |= targets
+        time.sleep(0.5)
     if args.cluster_name:  # ray up's SSH control-socket dir for this cluster (now unused)
         user_dir = Path("/tmp") / f"ray_ssh_{_hash10(getpass.getuser())}"
         shutil.rmtree(user_dir / _hash10(args.cluster_name), ignore_errors=True)
         with contextlib.suppress(OSError):
             user_dir.rmdir()  # only when no other cluster's sockets are in it
     left = sorted(p for p in _tagged(args.tag) - spared if _alive(p))
-    print(f"ended {len(targets)} processes ({len(stubborn)} needed SIGKILL); tagged left: {left}")
+    print(f"ended {len(ended)} processes ({len(stubborn)} needed SIGKILL); tagged left: {left}")
     return 1 if left else 0
 
 
@@ -312,9 +328,174 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"rows: {len(rows)}; node ids: {nodes}")
     if args.min_nodes and len(nodes) < args.min_nodes:
         problems.append(f"trials ran on {len(nodes)} node(s), expected >= {args.min_nodes}")
+    if args.kill_record:
+        problems += _loss_cost(rows, json.loads(Path(args.kill_record).read_text()), args.min_rerun)
     for problem in problems:
         print("CHECK FAILED:", problem, file=sys.stderr)
     return 1 if problems else 0
+
+
+def _loss_cost(rows: list[dict], record: dict, min_rerun: int) -> list[str]:
+    """What the node's loss cost, from the rows' `attempt` and the attempts in flight at the kill:
+    a trial whose row says attempt >= 2 ran again; its killed attempt had run since its
+    counter was written."""
+    rerun = [r for r in rows if r["attempt"] >= 2]
+    lost = [record["killed_at"] - record["in_flight"][r["trial_key"]] for r in rerun
+            if r["trial_key"] in record["in_flight"]]  # fmt: skip
+    redone = sum(r["wall_seconds"] for r in rerun)
+    waited = [r["started_at"].timestamp() - record["killed_at"] for r in rerun]
+    print(
+        f"node loss cost: {len(rerun)} of {len(rows)} trials ran again (attempts "
+        f"{sorted(r['attempt'] for r in rerun)}); {sum(lost):.1f} s of attack lost at the kill, "
+        f"{redone:.1f} s to redo; the rerun started {', '.join(f'{w:.1f}' for w in waited)} s "
+        f"after the kill, on node(s) {sorted({r['node_id'][:8] for r in rerun})}"
+    )
+    if len(rerun) < min_rerun:
+        return [f"{len(rerun)} trials ran again, expected >= {min_rerun}: the kill hit no trial"]
+    return []
+
+
+def _node_pids(tag: str, home: str) -> set[int]:
+    """Every process of one e2e node: the tagged processes `ray start` left running on it (they
+    carry the HOME sshd set for the address the node was reached at) and their descendants
+    (Ray's agents and workers, whose environments Ray rewrites)."""
+    roots = set()
+    for pid in _pids():
+        env = _environ(pid)
+        if env.get("DLGSWEEP_E2E_TAG") == tag and env.get("HOME") == home and _alive(pid):
+            roots.add(pid)
+    return {p for p in _with_descendants(roots) if _alive(p)} - {os.getpid()}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _rows(sweep_dir: str, columns: list[str]) -> list[dict]:
+    import pyarrow.dataset as ds
+
+    trials = Path(sweep_dir) / "trials"
+    if not trials.is_dir() or not any(trials.glob("*.parquet")):
+        return []
+    return ds.dataset(trials, format="parquet").to_table(columns=columns).to_pylist()
+
+
+def _in_flight(sweep_dir: str) -> dict[str, float]:
+    """Trials started (an attempt counter written) without a row yet: key -> counter's mtime."""
+    finished = {r["trial_key"] for r in _rows(sweep_dir, ["trial_key"])}
+    return {
+        path.name: path.stat().st_mtime
+        for path in (Path(sweep_dir) / ".attempts").glob("*/*")
+        if path.name not in finished
+    }
+
+
+def _node_id(address: str, ip: str) -> str:
+    from ray.util.state import list_nodes
+
+    nodes = list_nodes(address=address, raise_on_missing_output=False)
+    alive = [n.node_id for n in nodes if n.state == "ALIVE" and n.node_ip == ip]
+    if len(alive) != 1:
+        raise SystemExit(f"nodekill: expected one alive node at {ip}, got {alive}")
+    return alive[0]
+
+
+def cmd_nodekill(args: argparse.Namespace) -> int:
+    """Wait for the moment, then SIGKILL every process of the node at once (a spot reclaim)."""
+    deadline = time.monotonic() + args.timeout
+    node_id = _node_id(args.address, args.node_ip) if not args.when_file else ""
+    tick, told = os.sysconf("SC_CLK_TCK"), False
+    while True:
+        if time.monotonic() > deadline:
+            print(
+                f"nodekill: timed out after {args.timeout}s waiting for the moment", file=sys.stderr
+            )
+            return 1
+        if args.when_file:
+            if Path(args.when_file).exists():
+                why = f"{args.when_file} appeared: {Path(args.when_file).read_text().strip()}"
+                break
+            time.sleep(0.1)
+            continue
+        # as many trials started as run at once (a trial writes its attempt counter after its
+        # imports): every trainable is in its attack, so a busy one here is an attack running
+        if len(_in_flight(args.sweep_dir)) < args.in_flight:
+            time.sleep(0.2)
+            continue
+        actors = [p for p in _node_pids(args.tag, args.home) if "ImplicitFunc" in _cmdline(p)]
+        before = {p: _cpu_ticks(p) for p in actors}
+        time.sleep(0.5)
+        used = {p: _cpu_ticks(p) - before[p] for p in actors}
+        busy = [p for p, ticks in used.items() if ticks >= 0.05 * tick]
+        if not busy and not told:
+            print(f"nodekill: trials in flight, trainables on the node (CPU ticks): {used}")
+            told = True
+        if busy:
+            why = f"trainable pid(s) {busy} on {args.node_ip} busy (an attack running)"
+            break
+    pids = _node_pids(args.tag, args.home)
+    names = sorted({_cmdline(p).split(" ", 1)[0].rsplit("/", 1)[-1] for p in pids} - {""})
+    in_flight = _in_flight(args.sweep_dir)
+    killed_at = time.time()
+    _signal(pids, signal.SIGKILL)
+    for _ in range(10):  # a process the node forked as it was being killed: killed too
+        time.sleep(0.3)
+        late = _node_pids(args.tag, args.home)
+        if not late:
+            break
+        pids |= late
+        _signal(late, signal.SIGKILL)
+    left = sorted(p for p in _node_pids(args.tag, args.home) if _alive(p))
+    print(
+        f"nodekill: {why}; SIGKILLed {len(pids)} processes of {args.node_ip} ({', '.join(names)})"
+    )
+    ages = ", ".join(f"{killed_at - at:.1f} s" for at in sorted(in_flight.values(), reverse=True))
+    print(
+        f"nodekill: trials in flight then: {len(in_flight)} ({ages or 'none'} since they started)"
+    )
+    print(f"nodekill: processes of {args.node_ip} left: {left}")
+    if args.record:
+        Path(args.record).write_text(
+            json.dumps({"killed_at": killed_at, "in_flight": in_flight, "node_id": node_id})
+        )
+    return 1 if left or not pids else 0
+
+
+def cmd_midcompact(args: argparse.Namespace) -> int:
+    """A part file exists and row files of trials it holds are still there."""
+    import pyarrow.parquet as pq
+
+    trials = Path(args.sweep_dir) / "trials"
+    parts = sorted(trials.glob("part-*.parquet"))
+    loose = {p.stem for p in trials.glob("*.parquet") if not p.name.startswith("part-")}
+    in_parts = {
+        k
+        for part in parts
+        for k in pq.read_table(part, columns=["trial_key"])["trial_key"].to_pylist()
+    }
+    twice = sorted(in_parts & loose)
+    raw = len(_rows(args.sweep_dir, ["trial_key"]))
+    print(
+        f"midcompact: {len(parts)} part(s) holding {len(in_parts)} rows, {len(loose)} row files, "
+        f"{len(twice)} trial(s) in both; pyarrow reads {raw} rows"
+    )
+    if not twice:
+        print("MIDCOMPACT FAILED: no row is both in a part and a row file", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -450,7 +631,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-dir", required=True)
     p.add_argument("--expect", type=int, required=True)
     p.add_argument("--min-nodes", type=int, default=0)
+    p.add_argument("--kill-record", default="", help="nodekill's --record: report the cost")
+    p.add_argument("--min-rerun", type=int, default=0, help="rows with attempt >= 2 at least")
     p.set_defaults(func=cmd_check)
+    p = sub.add_parser("nodekill")
+    p.add_argument("--tag", required=True)
+    p.add_argument("--home", required=True, help="the node's HOME (its processes carry it)")
+    p.add_argument("--node-ip", required=True)
+    p.add_argument("--sweep-dir", required=True)
+    p.add_argument("--address", required=True, help="the dashboard's http://HOST:PORT")
+    p.add_argument("--when-file", default="", help="kill once this file exists")
+    p.add_argument("--in-flight", type=int, default=2, help="trials started, no row yet")
+    p.add_argument("--record", default="", help="write the kill time and trials in flight here")
+    p.add_argument("--timeout", type=float, default=180)
+    p.set_defaults(func=cmd_nodekill)
+    p = sub.add_parser("midcompact")
+    p.add_argument("--sweep-dir", required=True)
+    p.set_defaults(func=cmd_midcompact)
     args = parser.parse_args(argv)
     return args.func(args)
 
