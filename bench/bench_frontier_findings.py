@@ -19,6 +19,8 @@ share of each verdict beside what it should be:
 - no true effect: false `supported` at most the nominal 2.5% (one side of a 5% test);
 - true effects of 1, 2 and 4 lattice steps (Sigmoid above ReLU in every stratum): the share
   supported is the power; `contradicted` (the wrong sign) at most 2.5%;
+- no true effect but Sigmoid's response twice / half as steep as ReLU's: the crossing is
+  interpolated across the gaps the search left, so a shape difference could move it;
 - opposite signs in the two strata (Xavier +, Kaiming -): no main effect, so `supported` and
   `contradicted` are errors; `mixed` is the power to see the disagreement;
 - censoring: a cell whose seeds are partly beyond the range (not defeated at the strongest
@@ -28,8 +30,8 @@ Alongside, per case, how well the per-seed thresholds recover the truth: the sha
 and of the uncensored ones, against each seed's true threshold: their bias and RMSE (decades)
 and the share off by more than two lattice steps.
 
-    python bench/bench_frontier_findings.py                 # 100 sweeps per case (~6 min
-                                                            # on 2 busy cores)
+    python bench/bench_frontier_findings.py                 # 100 sweeps per case (2-8 min
+                                                            # on 2 shared cores)
     python bench/bench_frontier_findings.py --reps 40 --check   # reduced; exit 1 if a case's
                                                                # false `supported` exceeds 10%
 """
@@ -115,6 +117,10 @@ def cases() -> list[Case]:
         out.append(Case("no effect, Sigmoid's response twice as steep", n, lambda p: BASE,
                         {SIGMOID: [("supported", "<=", 0.025)]},
                         width=lambda p: WIDTH / 2 if _sigmoid(p) else WIDTH,
+                        false_supported=(SIGMOID,)))  # fmt: skip
+        out.append(Case("no effect, Sigmoid's response half as steep", n, lambda p: BASE,
+                        {SIGMOID: [("supported", "<=", 0.025)]},
+                        width=lambda p: WIDTH * 2 if _sigmoid(p) else WIDTH,
                         false_supported=(SIGMOID,)))  # fmt: skip
         out.append(Case("no effect, Xavier-Gaussian cells at -0.1 dec (~25% beyond range)", n,
                         lambda p: -0.1 if _edge(p) else BASE,
