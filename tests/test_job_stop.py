@@ -118,7 +118,9 @@ def test_ray_job_stop_releases_the_lease_and_resume_finishes(job_cluster, tiny_s
     import pyarrow.parquet as pq
 
     url, env = job_cluster
-    spec, path = tiny_spec("stopped", grid={"seed": list(range(4))}, attack={"iterations": 30})
+    # long enough that the stop lands mid-sweep on an idle machine too (4 trials of 30
+    # iterations could all finish in the seconds `ray job stop` takes to deliver SIGTERM)
+    spec, path = tiny_spec("stopped", grid={"seed": list(range(8))}, attack={"iterations": 60})
     sweep_dir = results / "stopped"
     run = f"{BIN / 'dlgsweep'} run {path} --results {results}"
     # the shell reports the driver's exit code in the job's log (`trap :` defers SIGTERM to
@@ -145,7 +147,7 @@ def test_ray_job_stop_releases_the_lease_and_resume_finishes(job_cluster, tiny_s
     assert "dlgsweep exited 143" in log, log[-3000:]  # not SIGKILLed: it finished in time
     assert "stopped (SIGTERM)" in log and "Traceback" not in log, log[-3000:]
     stopped_with = len(trial_files(sweep_dir))
-    assert stopped_with < 4, "the sweep ended before it was stopped"
+    assert stopped_with < len(spec.trials()), "the sweep ended before it was stopped"
 
     resumed = _job(env, "submit", "--address", url, "--submission-id", "sweep-2",
                    "--", str(BIN / "dlgsweep"), "resume", str(sweep_dir), check=False)  # fmt: skip
