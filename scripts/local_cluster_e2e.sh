@@ -310,7 +310,7 @@ grep '^\[dlgsweep\]' "$E2E/logs/job_resume.log" | grep -v ' | ' | tail -n 3
 # (the spec's retries) on the node that is left, and every trial ends with one row. Its cost:
 # the attempt that was lost, and the wait until Ray declares the node dead.
 "${HELPER[@]}" wait --address "$DASH" --ips "$HEAD_IP,$WORKER_IP" --timeout 240 \
-  || die "the autoscaler never brought the lost worker back"
+  --replaced "$WORKER_IP" || die "the autoscaler never brought the lost worker back"
 T_BACK=$(($(date +%s) - T_KILLED))
 log "the head's autoscaler had the lost worker back ${T_BACK}s after the kill"
 cat >"$E2E/spec-lost.yaml" <<'EOF'

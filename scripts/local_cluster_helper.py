@@ -503,13 +503,23 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
     deadline = time.monotonic() + args.timeout
     alive: list[str] = []
+    # --replaced IP: that node was just killed. Until Ray's health check declares it dead
+    # (3 s x 5) the GCS still lists it ALIVE, so wait for a node of that IP other than the
+    # ones alive now: the one the autoscaler starts in its place.
+    gone: set[str] = set()
+    if args.replaced:
+        nodes = list_nodes(address=args.address, raise_on_missing_output=False)
+        gone = {n.node_id for n in nodes if n.state == "ALIVE" and n.node_ip == args.replaced}
     while time.monotonic() < deadline:
         try:
             nodes = list_nodes(address=args.address, raise_on_missing_output=False)
-            alive = sorted(n.node_ip for n in nodes if n.state == "ALIVE")
+            live = [n for n in nodes if n.state == "ALIVE" and n.node_id not in gone]
+            alive = sorted(n.node_ip for n in live)
         except Exception as exc:  # dashboard still starting: keep polling
             print(f"waiting for the dashboard: {type(exc).__name__}", file=sys.stderr)
-        if alive == sorted(args.ips.split(",")):
+        if alive == sorted(args.ips.split(",")) and not gone & {
+            n.node_id for n in nodes if n.state == "ALIVE"
+        }:
             print(f"alive nodes: {alive}")
             return 0
         time.sleep(3)
@@ -617,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", required=True)
     p.add_argument("--ips", required=True, help="comma-separated node IPs expected alive")
     p.add_argument("--timeout", type=float, default=180)
+    p.add_argument("--replaced", help="a node IP just killed: wait for its replacement")
     p.set_defaults(func=cmd_wait)
     p = sub.add_parser("authcheck")
     p.add_argument("--address", required=True, help="the dashboard's http://HOST:PORT")
