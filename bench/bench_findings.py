@@ -198,9 +198,17 @@ def run(case: Case, reps: int, seed: int) -> None:
 
 
 def judge(case: Case, reps: int) -> tuple[str, bool]:
+    return judge_counts(case.counts, case.should, reps)
+
+
+def judge_counts(
+    counts: dict[str, int], should: list[tuple[str, str, float]], reps: int
+) -> tuple[str, bool]:
+    """Each (verdict, op, share) of `should` against the verdicts counted over `reps` sweeps,
+    within twice the Monte Carlo error: the table's `should` text and whether all hold."""
     parts, ok = [], True
-    for verdict, op, share in case.should:
-        got = case.counts[verdict] / reps
+    for verdict, op, share in should:
+        got = counts[verdict] / reps
         slack = 2 * math.sqrt(max(share * (1 - share), 0.01) / reps)  # Monte Carlo error
         good = {"<=": got <= share + slack, ">=": got >= share - slack,
                 "~": abs(got - share) <= max(slack, 0.05)}[op]  # fmt: skip

@@ -56,10 +56,11 @@ from analysis import frontier  # noqa: E402
 from orchestrator.frontier import CellSearch, SearchState  # noqa: E402
 from orchestrator.spec import SweepSpec, parse_spec  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_findings import judge_counts  # noqa: E402  (the same table, the same judge)
+
 SPEC = ROOT / "docs/specs/noise-frontier-cpu.yaml"
 VERDICTS = ("supported", "contradicted", "mixed", "inconclusive", "not enough data")
-SHORT = {"supported": "sup", "contradicted": "con", "mixed": "mix", "inconclusive": "inc",
-         "not enough data": "n/a"}  # fmt: skip
 SIGMOID, KAIMING = "frontier_sigmoid_vs_relu", "frontier_kaiming_vs_xavier"
 
 HIGH, LOW = 30.0, 10.0  # dB: the attack succeeds / fails (below the 12.7 dB CIFAR-10 floor)
@@ -185,19 +186,6 @@ def run(case: Case, reps: int, seed: int) -> None:
                 case.errors.append(position - truth[(labels[label], seed)][0])
 
 
-def judge(counts: dict[str, int], should: list[tuple[str, str, float]], reps: int
-          ) -> tuple[str, bool]:  # fmt: skip
-    parts, ok = [], True
-    for verdict, op, share in should:
-        got = counts[verdict] / reps
-        slack = 2 * math.sqrt(max(share * (1 - share), 0.01) / reps)  # Monte Carlo error
-        good = {"<=": got <= share + slack, ">=": got >= share - slack,
-                "~": abs(got - share) <= max(slack, 0.05)}[op]  # fmt: skip
-        ok &= good
-        parts.append(f"{SHORT[verdict]} {op} {share:.3g}")
-    return ", ".join(parts), ok
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=100, help="sweeps per case (100)")
@@ -225,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{far:.1%}")  # fmt: skip
         for claim, should in case.should.items():
             counts = case.counts[claim]
-            target, ok = judge(counts, should, args.reps)
+            target, ok = judge_counts(counts, should, args.reps)
             failed += not ok
             shares = " | ".join(f"{counts[v] / args.reps:.1%}" for v in VERDICTS)
             print(f"| {claim.removeprefix('frontier_')} | {case.name} | {case.seeds} | "

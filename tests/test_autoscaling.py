@@ -28,6 +28,7 @@ ports, with a tag in every process's environment, and ends exactly those process
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -105,56 +106,29 @@ def autoscaling_config(cluster_yaml: Path, gcs_address: str) -> dict:
     }  # fmt: skip
 
 
-def _environ(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return []
+def _helper():
+    """The e2e's helper script as a module: its /proc readers find the processes here too."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "local_cluster_helper.py"
+    spec = importlib.util.spec_from_file_location("local_cluster_helper", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HELPER = _helper()
+_with_descendants, _cmdline, _cpu_ticks = (
+    HELPER._with_descendants, HELPER._cmdline, HELPER._cpu_ticks
+)  # fmt: skip
 
 
 def _pids_with(*pairs: str) -> list[int]:
     """Our processes whose environment holds every NAME=value given (read from /proc)."""
-    wanted = [pair.encode() for pair in pairs]
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            environ = _environ(int(entry.name))
-            if all(pair in environ for pair in wanted):
-                found.append(int(entry.name))
-    return found
-
-
-def _with_descendants(roots: set[int]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
-        except OSError:
-            continue
-        if stat:
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    family, todo = set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in family:
-            family.add(pid)
-            todo.extend(children.get(pid, []))
-    return family
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
+    wanted = dict(pair.split("=", 1) for pair in pairs)
+    return [
+        pid
+        for pid in HELPER._pids()
+        if pid != os.getpid() and all(HELPER._environ(pid).get(k) == v for k, v in wanted.items())
+    ]
 
 
 class _Cluster:
