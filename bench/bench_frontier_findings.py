@@ -57,7 +57,7 @@ from orchestrator.frontier import CellSearch, SearchState  # noqa: E402
 from orchestrator.spec import SweepSpec, parse_spec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_findings import judge_counts  # noqa: E402  (the same table, the same judge)
+from bench_findings import judge_counts, summary  # noqa: E402  (the same table, the same judge)
 
 SPEC = ROOT / "docs/specs/noise-frontier-cpu.yaml"
 VERDICTS = ("supported", "contradicted", "mixed", "inconclusive", "not enough data")
@@ -221,12 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)  # fmt: skip
             if claim in case.false_supported:
                 worst = max(worst, counts["supported"] / args.reps)
-    print(f"\n{failed} row(s) off target; largest false-supported share {worst:.1%}; "
-          f"{time.time() - started:.0f} s")  # fmt: skip
-    if args.check and worst > 0.10:
-        print("FAIL: a false-supported share exceeds 10%")
-        return 1
-    return 0
+    return summary(f"{failed} row(s)", worst, started, args.check)
 
 
 if __name__ == "__main__":

@@ -270,16 +270,20 @@ grep '^\[dlgsweep\]' "$E2E/logs/job_sweep.log" | tail -n 3
 # writing the part and deleting the row files it merged: the worker is killed in that window.
 # `dlgsweep resume` (a job on the head) then finishes the sweep: one row per trial, read by
 # pyarrow as it lies in the folder (no dedupe).
-cat >"$E2E/spec-compact.yaml" <<'EOF'
-name: e2e-lost-compacting
+# the node-loss sweeps: 4 trials of McMahan B=1, 1 CPU each, 2 retries; NAME, then ITERATIONS
+loss_spec() {
+  cat <<EOF
+name: $1
 grid:
   seed: [0, 1, 2, 3]
 fixed: {dataset: cifar10, model: mcmahan_cnn, batch_size: 1, activation: relu,
         init_method: xavier_normal}
-attack: {optimizer: adam, lr: 0.1, loss: cosine, iterations: 5, label_strategy: idlg}
+attack: {optimizer: adam, lr: 0.1, loss: cosine, iterations: $2, label_strategy: idlg}
 resources: {cpu: 1, gpu: 0}
 retries: 2
 EOF
+}
+loss_spec e2e-lost-compacting 5 >"$E2E/spec-compact.yaml"
 t=$(date +%s)
 log "lost while compacting: the driver on the worker, its node killed mid-compaction"
 "$RAY" job submit --address "$DASH" --submission-id "e2e-compact-$TAG" --no-wait \
@@ -313,16 +317,7 @@ grep '^\[dlgsweep\]' "$E2E/logs/job_resume.log" | grep -v ' | ' | tail -n 3
   --replaced "$WORKER_IP" || die "the autoscaler never brought the lost worker back"
 T_BACK=$(($(date +%s) - T_KILLED))
 log "the head's autoscaler had the lost worker back ${T_BACK}s after the kill"
-cat >"$E2E/spec-lost.yaml" <<'EOF'
-name: e2e-lost-node
-grid:
-  seed: [0, 1, 2, 3]
-fixed: {dataset: cifar10, model: mcmahan_cnn, batch_size: 1, activation: relu,
-        init_method: xavier_normal}
-attack: {optimizer: adam, lr: 0.1, loss: cosine, iterations: 150, label_strategy: idlg}
-resources: {cpu: 1, gpu: 0}
-retries: 2
-EOF
+loss_spec e2e-lost-node 150 >"$E2E/spec-lost.yaml"
 t=$(date +%s)
 log "lost node: 4 trials of 150 iterations; the worker is killed mid-trial"
 timeout 600 "$RAY" job submit --address "$DASH" --submission-id "e2e-lost-$TAG" -- \
