@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.frontier import SearchState, scores_of, search_space  # noqa: E402
+from orchestrator.frontier import SearchState, search_space  # noqa: E402
 from orchestrator.sink import SweepStore  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
 from orchestrator.sweep import run_sweep  # noqa: E402
@@ -61,10 +61,8 @@ def main() -> int:
         seconds[label] = time.monotonic() - started
 
     score = spec.search.score
-    search_rows = SweepStore(f"{args.results}/search/{spec.name}").read_rows().table
-    grid_rows = SweepStore(f"{args.results}/grid/{grid_spec.name}").read_rows().table
-    state = SearchState.of(spec, scores_of(search_rows, score))
-    grid_scores = scores_of(grid_rows, score)
+    state = SweepStore(f"{args.results}/search/{spec.name}").search_state(spec)
+    grid_scores = SweepStore(f"{args.results}/grid/{grid_spec.name}").scores(score)
     assert state.done(), "the search did not finish: rerun the bench to resume it"
 
     span = f"{state.strengths[0]:g}..{state.strengths[-1]:g}"

@@ -314,7 +314,7 @@ class SearchState:
         for variant, base in space._bases():
             for point in itertools.product(*grid.values()):
                 values = dict(zip(axes, point))
-                variant_key, key = next(labelled)
+                _, key = next(labelled)
                 cell = Cell(
                     variant,
                     tuple((a, v) for a, v in values.items() if a not in ("seed", search.axis)),

@@ -45,6 +45,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dlgsweep.errors import UserError
+from orchestrator.frontier import SearchState, scores_of
 from orchestrator.schema import SCHEMA, row_table
 from orchestrator.spec import SweepSpec, parse_yaml
 
@@ -491,14 +492,19 @@ class SweepStore:
             return None
         spec = self._parse_spec(text)
         if spec.search is not None:  # the trials its search has asked for, replayed from rows
-            from orchestrator.frontier import SearchState, scores_of
-
-            score = spec.search.score
-            state = SearchState.of(
-                spec, scores_of(self.read_rows(["trial_key", "status", score]).table, score)
-            )
+            state = self.search_state(spec)
             return {key: state.where[key][0].variant for key in state.planned()}
         return {key: variant for variant, key in spec.trial_keys()}
+
+    def scores(self, score: str) -> dict[str, float | None]:
+        """trial_key -> `score` of every finished (ok/diverged) row: what a search replays."""
+        return scores_of(self.read_rows(["trial_key", "status", score]).table, score)
+
+    def search_state(self, spec: SweepSpec) -> SearchState:
+        """A search spec's search replayed from this sweep's rows (orchestrator.frontier): the
+        one replay `run`, `resume`, `status` and the report's counts all make."""
+        assert spec.search is not None
+        return SearchState.of(spec, self.scores(spec.search.score))
 
     def listing(self) -> Listing:
         """One listing of trials/: row files, parts, other names."""

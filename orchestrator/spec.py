@@ -292,28 +292,32 @@ def parse_spec(raw: Any, source: str = "", *, check_trials: bool = True) -> Swee
             raise UserError(f"grid.{axis}: also set in {where}.{axis}; an axis varies, keep one")
 
     variants_n = _variants(raw.get("variants"), grid_n)
+    if raw.get("search") is None:
+        _check_size(grid_n, len(variants_n) or 1)
+    grid_c = {axis: [_value(f"grid.{axis}", axis, v) for v in vs] for axis, vs in grid_n.items()}
+    fixed_c = {key: _value(f"fixed.{key}", key, v) for key, v in fixed_n.items()}
+    attack_c = {key: _value(f"attack.{key}", key, v) for key, v in attack_n.items()}
+    variants_c = {
+        name: {key: _value(f"variants.{name}.{key}", key, v) for key, v in fields.items()}
+        for name, fields in variants_n.items()
+    }
     search = None
-    if raw.get("search") is not None:
-        values = _values_by_field(grid_n, fixed_n, attack_n, variants_n)
+    if raw.get("search") is not None:  # checked against every value the spec gives
+        values = _values_by_field(grid_c, fixed_c, attack_c, variants_c)
         search = parse_search(raw["search"], values)
         _check_size({**grid_n, search.axis: search.lattice()}, len(variants_n) or 1)
-    else:
-        _check_size(grid_n, len(variants_n) or 1)
 
     spec = SweepSpec(
         name=name,
-        grid={axis: [_value(f"grid.{axis}", axis, v) for v in vs] for axis, vs in grid_n.items()},
-        fixed={key: _value(f"fixed.{key}", key, v) for key, v in fixed_n.items()},
-        attack={key: _value(f"attack.{key}", key, v) for key, v in attack_n.items()},
+        grid=grid_c,
+        fixed=fixed_c,
+        attack=attack_c,
         resources=_resources(raw.get("resources")),
         retries=_retries(raw.get("retries", DEFAULT_RETRIES)),
         report_every=_report_every(raw.get("report_every")),
         description=str(raw.get("description") or ""),
         source=source,
-        variants={
-            name: {key: _value(f"variants.{name}.{key}", key, v) for key, v in fields.items()}
-            for name, fields in variants_n.items()
-        },
+        variants=variants_c,
         search=search,
     )
     if check_trials:
@@ -340,15 +344,11 @@ def _values_by_field(
     attack: dict[str, Any],
     variants: dict[str, dict[str, Any]],
 ) -> dict[str, list[Any]]:
-    """Every value each field takes in the spec (canonical spellings), for the search checks."""
-    out: dict[str, list[Any]] = {}
-    for name, values in grid.items():
-        out.setdefault(name, []).extend(_value(f"grid.{name}", name, v) for v in values)
-    for section, fields in [("fixed", fixed), ("attack", attack)] + [
-        (f"variants.{n}", f) for n, f in variants.items()
-    ]:
+    """Every value each field takes in the spec's (canonical) sections, for the search checks."""
+    out: dict[str, list[Any]] = {name: list(values) for name, values in grid.items()}
+    for fields in [fixed, attack, *variants.values()]:
         for name, value in fields.items():
-            out.setdefault(name, []).append(_value(f"{section}.{name}", name, value))
+            out.setdefault(name, []).append(value)
     return out
 
 

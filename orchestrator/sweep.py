@@ -34,7 +34,7 @@ from typing import Any
 from orchestrator import Say, trackers
 from orchestrator.cluster import check_reachable, connect, fit_resources, ray_cluster_view
 from orchestrator.compaction import Compactor
-from orchestrator.frontier import SearchState, scores_of
+from orchestrator.frontier import SearchState
 from orchestrator.lease import SweepLease
 from orchestrator.progress import SweepProgress, tune_callback
 from orchestrator.signals import arm, sigterm_interrupts, terminated
@@ -108,9 +108,15 @@ class Plan:
 
     @property
     def skipped(self) -> int:
+        """Trials whose rows were there before the run."""
         if self.search is not None:
-            return len(self.search.visited())
+            return len(self.search.visited()) - len(self.search.ran)
         return len(self.keys) - len(self.pending)
+
+    @property
+    def ran(self) -> int:
+        """Trials this run hands Tune (a search's: those recorded so far)."""
+        return len(self.search.ran) if self.search is not None else len(self.pending)
 
     @property
     def to_run(self) -> bool:
@@ -126,9 +132,7 @@ def plan_run(spec: SweepSpec, store: SweepStore) -> Plan:
     so planning a resume of a finished 10^5-trial sweep builds none (bench/bench_store.py).
     A search spec is replayed from its rows' scores (`frontier.SearchState`)."""
     if spec.search is not None:
-        score = spec.search.score
-        rows = store.read_rows(columns=["trial_key", "status", score]).table
-        state = SearchState.of(spec, scores_of(rows, score))
+        state = store.search_state(spec)
         return Plan(state.planned(), [], state)
     labelled = spec.trial_keys()
     statuses = store.statuses()
@@ -183,8 +187,8 @@ def run_sweep(
     counts = Counter(after[k] for k in keys if k in after)
     outcome = SweepOutcome(
         total=len(keys),
-        skipped=plan.skipped if plan.search is None else len(keys) - len(plan.search.ran),
-        ran=len(plan.pending) if plan.search is None else len(plan.search.ran),
+        skipped=plan.skipped,
+        ran=plan.ran,
         counts=dict(counts),
         missing=sum(1 for k in keys if k not in after),
     )
@@ -327,9 +331,7 @@ def _searcher(spec: SweepSpec, store: SweepStore, state: SearchState) -> dict[st
         return {"config": config.to_dict(), "variant": variant or None}
 
     def stored(key: str) -> float | None:
-        score = state.search.score
-        return scores_of(store.read_rows(columns=["trial_key", "status", score]).table,
-                         score).get(key)  # fmt: skip
+        return store.scores(state.search.score).get(key)
 
     return {"search_alg": FrontierSearcher(state, trial, stored), "num_samples": len(configs)}
 
