@@ -10,7 +10,7 @@ the search from them (`SearchState.of`, the same replay `run` and `resume` make)
   the defense did to the gradient there (mean `grad_cosine`, `grad_rel_error` over the seeds'
   rows at that lattice point): "defeats the attack at the cost of this much distortion".
 - `seed_thresholds`: per cell and seed, that seed's own crossing: the antitonic fit of its
-  scores at the strengths the search evaluated (`frontier.antitonic`), interpolated linearly on
+  scores at the strengths the search evaluated (`frontier.bracket`), interpolated linearly on
   the search's scale (log10 for log) between the last point at or above the target and the
   first below it. A seed whose fit never crosses inside the points it has (not defeated at the
   strongest, or defeated at the weakest) is censored: a null threshold, counted, never imputed.
@@ -45,7 +45,7 @@ from orchestrator.frontier import (
     SEARCHING,
     Cell,
     SearchState,
-    antitonic,
+    bracket,
     scores_of,
 )
 
@@ -186,14 +186,11 @@ def crossing(search: Search, strengths: list[float], scores: dict[int, float],
     indices = sorted(scores)
     if not indices:
         return Crossing(None, None, NO_SCORES, 0)
-    fit = antitonic([scores[i] for i in indices], [1.0] * len(indices))
-    holding = [k for k, f in enumerate(fit) if f >= target]
-    defeated = [k for k, f in enumerate(fit) if f < target]
-    if not defeated:
+    fit, k0, k1 = bracket([scores[i] for i in indices], [1.0] * len(indices), target)
+    if k1 is None:
         return Crossing(None, None, NOT_DEFEATED, len(indices))
-    if not holding:
+    if k0 is None:
         return Crossing(None, None, DEFEATED_AT_WEAKEST, len(indices))
-    k0, k1 = max(holding), min(defeated)  # neighbours: the fit is non-increasing
     x0, x1 = (search.position(strengths[indices[k]]) for k in (k0, k1))
     share = (fit[k0] - target) / (fit[k0] - fit[k1])  # in (0, 1]: fit[k0] >= target > fit[k1]
     position = x0 + float(share) * (x1 - x0)

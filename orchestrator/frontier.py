@@ -217,6 +217,18 @@ def antitonic(means: list[float], weights: list[float]) -> np.ndarray:
     return np.asarray(fit.x)
 
 
+def bracket(
+    values: list[float], weights: list[float], target: float
+) -> tuple[np.ndarray, int | None, int | None]:
+    """The antitonic fit of `values` (in strength order) and, as positions in that list, the
+    last whose fit is at or above `target` and the first below it (None where there is none):
+    neighbours, as the fit does not increase. A cell's bracket and a seed's crossing."""
+    fit = antitonic(values, weights)
+    holding = [k for k, f in enumerate(fit) if f >= target]
+    defeated = [k for k, f in enumerate(fit) if f < target]
+    return fit, (max(holding) if holding else None), (min(defeated) if defeated else None)
+
+
 @dataclass
 class CellSearch:
     """One cell's search over lattice indices 0..n-1: which points to evaluate, and the
@@ -258,14 +270,12 @@ class CellSearch:
         if ends:
             return SEARCHING, None, None, ends
         indices, means, weights = self.means()
-        fit = antitonic(means, weights)
-        defeated = [i for i, f in zip(indices, fit) if f < self.target]
-        holding = [i for i, f in zip(indices, fit) if f >= self.target]
-        if not defeated:
-            return NOT_DEFEATED, max(holding), None, []
-        if not holding:
-            return DEFEATED_AT_WEAKEST, None, min(defeated), []
-        lo, hi = max(holding), min(defeated)
+        _, last, first = bracket(means, weights, self.target)
+        if first is None:
+            return NOT_DEFEATED, indices[last], None, []
+        if last is None:
+            return DEFEATED_AT_WEAKEST, None, indices[first], []
+        lo, hi = indices[last], indices[first]
         if hi - lo <= 1:
             return FOUND, lo, hi, []
         return SEARCHING, lo, hi, [(lo + hi) // 2]
