@@ -29,7 +29,11 @@ class TrialResult:
     psnr_raw_mean: float | None = None  # the seed's PSNR: unclamped, unmatched, mean over B
     ssim_mean: float | None = None
     label_accuracy: float | None = None
-    grad_loss_final: float | None = None  # gradient loss of the kept (best) iterate
+    grad_loss_final: float | None = None  # gradient loss (priors left out) of the kept iterate
+    recipe: str | None = None  # the attack recipe the trial's fields match, or "custom"
+    restart_kept: int | None = None  # which restart was kept (0-based)
+    # the gradient loss of every restart's kept iterate (the kept one's is grad_loss_final)
+    restart_grad_losses: list[float] = field(default_factory=list)
     iterations_run: int = 0
     best_iteration: int = 0
     wall_seconds: float = 0.0
