@@ -221,8 +221,9 @@ def soft_cross_entropy(logits: torch.Tensor, soft_label_logits: torch.Tensor) ->
 def step_milestones(iterations: int) -> list[int]:
     """The step schedule's milestones: inversefed's `T // 2.667, T // 1.6, T // 1.142`.
 
-    These are 3/8, 5/8 and 7/8 of T rounded down from a float division (749, 1250, 1751 at
-    T = 2000; 9000, 15000, 21015 at T = 24000)."""
+    These are 3/8, 5/8 and 7/8 of T, floored after a float division, as inversefed computes
+    them: 749, 1249, 1751 at T = 2000 (2000 // 1.6 is 1249.0 in floating point); 8998, 14999,
+    21015 at T = 24000."""
     return [int(iterations // 2.667), int(iterations // 1.6), int(iterations // 1.142)]
 
 

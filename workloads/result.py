@@ -37,7 +37,7 @@ class TrialResult:
     iterations_run: int = 0
     best_iteration: int = 0
     wall_seconds: float = 0.0
-    seconds_per_iteration: float | None = None
+    seconds_per_iteration: float | None = None  # attack seconds / (iterations x restarts)
     device: str = "cpu"
     gpu_memory_peak_bytes: int | None = None  # the trial's peak CUDA allocation (None on CPU)
     started_at: float = field(default=0.0, metadata={"column": "timestamp"})  # unix seconds

@@ -224,7 +224,8 @@ def _run(
         iterations_run=outcome.iterations_run,
         best_iteration=outcome.best_iteration,
         wall_seconds=finished - started,
-        seconds_per_iteration=attack_seconds / max(1, outcome.iterations_run),
+        # per iteration of one restart: R restarts cost about R times one (less when batched)
+        seconds_per_iteration=attack_seconds / max(1, outcome.iterations_run * config.restarts),
         device=str(device),
         started_at=started,
         finished_at=finished,
