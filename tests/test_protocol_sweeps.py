@@ -110,7 +110,7 @@ NEW_FIELDS = (
     "signed", "boxed", "lr_schedule", "lr_warmup", "restarts", "l2_weight", "bn_prior",
 )  # fmt: skip
 NEW_COLUMNS = ("psnr_raw_mean", "engine_version", "init_weight_std", "gpu_memory_peak_bytes",
-               "recipe", "restart_kept", "restart_grad_losses")  # fmt: skip
+               "recipe", "restart_kept", "restart_mode", "restart_grad_losses")  # fmt: skip
 
 
 def old_row_table(config) -> tuple[str, "object"]:

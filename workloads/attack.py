@@ -38,8 +38,12 @@ objective (`iterate: best`; the objective includes the priors) or its last one (
 the seed's), and the restart whose kept iterate has the lowest gradient loss (priors left out:
 Inverting Gradients' scoring) is the reconstruction. The R restarts run one after the other
 (`sequential`) or as one batched problem (`batched`: `torch.func.vmap` over the restarts of the
-per-restart double gradient); both give the same result up to float rounding, and `auto` picks
-batched for R > 1 where it applies (Adam, given labels, the full iteration budget).
+per-restart double gradient); both give the same result up to float rounding (amplified by
+signed steps: the mode is part of how a result was made, and `auto` fixes it by device).
+`auto` runs R > 1 restarts batched on a CUDA device where it applies (Adam, given labels, the
+full iteration budget) and sequential on a CPU, where bench/bench_attack.py measured the
+McMahan CNN's batched restarts slower than sequential ones (functorch materialises each
+restart's 2.1M-entry parameter gradient and the elementwise work dominates).
 
 Speed: the reference loop every DLG repository writes calls `loss.backward()` after
 `autograd.grad(..., create_graph=True)`, which also builds and accumulates gradients for every
@@ -378,8 +382,10 @@ def reconstruct(
         if labels is None:
             soft_starts.append(torch.randn((input_shape[0], num_classes), generator=generator))
 
+    # auto: batched on a GPU, where one batched problem saves R-1 sets of kernel launches; on a
+    # CPU the McMahan CNN's batched restarts ran at half the speed of sequential ones (bench)
     batched = settings.restart_mode == "batched" or (
-        settings.restart_mode == "auto" and settings.restarts > 1
+        settings.restart_mode == "auto" and settings.restarts > 1 and device.type == "cuda"
     )
     batched = batched and settings.batchable(labels is not None)
     if settings.restart_mode == "batched" and not batched:

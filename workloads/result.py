@@ -32,6 +32,7 @@ class TrialResult:
     grad_loss_final: float | None = None  # gradient loss (priors left out) of the kept iterate
     recipe: str | None = None  # the attack recipe the trial's fields match, or "custom"
     restart_kept: int | None = None  # which restart was kept (0-based)
+    restart_mode: str | None = None  # sequential | batched: how the restarts ran
     # the gradient loss of every restart's kept iterate (the kept one's is grad_loss_final)
     restart_grad_losses: list[float] = field(default_factory=list)
     iterations_run: int = 0

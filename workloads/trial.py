@@ -220,6 +220,7 @@ def _run(
         label_accuracy=metrics.label_accuracy(outcome.labels, true_labels),
         grad_loss_final=_finite(outcome.kept_loss),
         restart_kept=outcome.kept_restart,
+        restart_mode=outcome.restart_mode,
         restart_grad_losses=[_finite(v) for v in outcome.restart_losses],
         iterations_run=outcome.iterations_run,
         best_iteration=outcome.best_iteration,
