@@ -1,0 +1,5 @@
+"""The reader: charts, findings, the frontier readout, the report and SQL over the rows.
+
+Imports `store` (the row reader, the schema, the spec), never `orchestrator`; the CLI
+(`dlgsweep.cli`) sits above it.
+"""

@@ -27,8 +27,8 @@ from typing import Any
 
 import polars as pl
 
-from analysis import load
-from orchestrator.schema import CONFIG_COLUMNS
+from store import load
+from store.schema import CONFIG_COLUMNS
 
 CONFIG_FIELDS = [name for name, _ in CONFIG_COLUMNS]
 SCORES = ["psnr_mean", "psnr_min", "psnr_max", "psnr_raw_mean", "ssim_mean", "label_accuracy",

@@ -1,6 +1,6 @@
 """The defense frontier of a search sweep (issue 17): what the report shows of a spec's `search:`.
 
-A sweep whose saved spec has a `search:` section (orchestrator.frontier) searched, per cell
+A sweep whose saved spec has a `search:` section (store.search) searched, per cell
 (a grid point without the seed, per variant), the weakest strength of one defense axis whose
 seeds' mean score is below the target. Its rows are ordinary trial rows; this module replays
 the search from them (`SearchState.of`, the same replay `run` and `resume` make) and reads:
@@ -36,24 +36,14 @@ from analysis.findings import NOT_ENOUGH, Claim, Finding, check, prepare
 from analysis.findings.claims import Compare
 from analysis.findings.finding import build, with_holm
 from analysis.stats import Rule
-from orchestrator.frontier import (
-    AXES,
-    DEFEATED_AT_WEAKEST,
-    FAILED,
-    FOUND,
-    NOT_DEFEATED,
-    SEARCHING,
-    Cell,
-    SearchState,
-    bracket,
-    scores_of,
-)
+from store.replay import Cell, SearchState, bracket, scores_of
+from store.search import AXES, DEFEATED_AT_WEAKEST, FAILED, FOUND, NOT_DEFEATED, SEARCHING
 
 if TYPE_CHECKING:
     import altair as alt
 
-    from orchestrator.frontier import Search
-    from orchestrator.spec import SweepSpec
+    from store.search import Search
+    from store.spec import SweepSpec
 
 FRONTIER_CHART = "defense_frontier"
 FRONTIER_TITLE = "Defense frontier: strength needed per init x activation"
@@ -452,7 +442,7 @@ class Frontier:
 
 def spec_of(sweep_path: str) -> SweepSpec | None:
     """The sweep's saved spec (None when it has none, or one this version cannot read)."""
-    from orchestrator.sink import SweepStore
+    from store.sweep_store import SweepStore
 
     try:
         return SweepStore(sweep_path).saved_spec()

@@ -42,8 +42,9 @@ import altair as alt
 import polars as pl
 import vl_convert as vlc
 
-from analysis import charts, explorer, findings, frontier, load
+from analysis import charts, explorer, findings, frontier
 from analysis.stats import VERDICTS
+from store import load
 
 GALLERY_MAX = 240  # trials in gallery.html; beyond this the page says which groups are left out
 GALLERY_PNG_MAX = 48  # rows of gallery.png (gallery.html has them all)
@@ -300,8 +301,8 @@ def variant_frames(
 
 def spec_variants(sweep_path: str) -> list[str]:
     """The variant names of the sweep's spec.yaml, in its order ([] without a readable spec)."""
-    from orchestrator.sink import SweepStore
-    from orchestrator.spec import parse_yaml
+    from store.spec import parse_yaml
+    from store.sweep_store import SweepStore
 
     try:
         text = SweepStore(sweep_path).read_spec()
@@ -347,7 +348,7 @@ def counts(sweep_path: str, trials: load.Trials) -> dict[str, Any]:
 
 def expected_trials(sweep_path: str) -> list[str] | None:
     """The trial keys the sweep's spec.yaml asks for (None if there is no readable spec)."""
-    from orchestrator.sink import SweepStore
+    from store.sweep_store import SweepStore
 
     try:
         keys = SweepStore(sweep_path).trial_keys()
@@ -362,7 +363,7 @@ def _write_chart(
     def build() -> alt.TopLevelMixin:
         if frame.is_empty():
             raise charts.ChartSkipped(f"{spec.name}: no rows")
-        return spec.build(frame)
+        return charts.compose(spec, frame)
 
     return _render(ChartOutput(spec.name, spec.title), build, out, png_scale)
 

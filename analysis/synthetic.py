@@ -18,7 +18,7 @@ import polars as pl
 from workloads.config import TrialConfig
 
 if TYPE_CHECKING:
-    from orchestrator.spec import SweepSpec
+    from store.spec import SweepSpec
 
 _DEFAULTS = None
 
@@ -67,8 +67,8 @@ def synthetic_search(
     search (`SearchState`) driven to its end over that response, one ok row of the sink's
     schema (`make_row`, no images) per trial it asked for, under the spec's trial keys and
     variants. `distortion(config)` -> (grad_cosine, grad_rel_error); default (1, 0)."""
-    from orchestrator.frontier import SearchState
-    from orchestrator.schema import make_row
+    from store.replay import SearchState
+    from store.schema import make_row
     from workloads.result import TrialResult
 
     state = SearchState.of(spec)

@@ -26,10 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.frontier import SearchState, search_space  # noqa: E402
-from orchestrator.sink import SweepStore  # noqa: E402
-from orchestrator.spec import load_spec  # noqa: E402
 from orchestrator.sweep import run_sweep  # noqa: E402
+from store.replay import SearchState  # noqa: E402
+from store.search import search_space  # noqa: E402
+from store.spec import load_spec  # noqa: E402
+from store.sweep_store import SweepStore  # noqa: E402
 
 
 def grid_crossing(state: SearchState, cell, scores: dict[str, float | None]) -> int | None:

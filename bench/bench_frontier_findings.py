@@ -10,7 +10,7 @@ seed). A trial at strength x scores a sigmoid in log-strength that crosses the t
     psnr = 10 + 20 / (1 + exp((x - c) / 0.25)),   c such that psnr(t) = target (14.7 dB)
 
 (30 dB where the attack succeeds, 10 dB where it fails, about 14 dB per decade at the target)
-plus Normal trial noise (sd 1.5 dB). The search (`orchestrator.frontier.SearchState`) is
+plus Normal trial noise (sd 1.5 dB). The search (`store.replay.SearchState`) is
 driven to its end over that response in memory (what `analysis.synthetic.synthetic_search`
 does, without building sink rows), and its per-seed thresholds (`analysis.frontier.
 seed_thresholds`) go through the same `frontier_findings` the report uses. The bench prints the
@@ -53,8 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis import frontier  # noqa: E402
-from orchestrator.frontier import CellSearch, SearchState  # noqa: E402
-from orchestrator.spec import SweepSpec, parse_spec  # noqa: E402
+from store.replay import CellSearch, SearchState  # noqa: E402
+from store.spec import SweepSpec, parse_spec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_findings import judge_counts, summary  # noqa: E402  (the same table, the same judge)

@@ -393,7 +393,7 @@ def _attack_line(row: dict) -> str:
 
 def slice_spec(plan: Plan, per_pair: int, iterations: int, packing: int, cpus: int):
     """The `paper` preset cut to seed 0, `per_pair` trials per (model, batch), k per GPU."""
-    from orchestrator.spec import load_spec, parse_spec
+    from store.spec import load_spec, parse_spec
 
     raw = load_spec("paper").to_dict()
     raw["name"] = f"paper-slice-{packing}per-gpu"
@@ -461,9 +461,9 @@ PEAK_COLUMN = "gpu_memory_peak_bytes"  # the trial's peak CUDA allocation (run_t
 
 
 def run_ray_sweep(spec, results: str) -> list[dict]:
-    from orchestrator.schema import SCHEMA
-    from orchestrator.sink import SweepStore
     from orchestrator.sweep import run_sweep
+    from store.schema import SCHEMA
+    from store.sweep_store import SweepStore
 
     run_sweep(spec, results, say=lambda line: None)
     columns = ROW_COLUMNS + ([PEAK_COLUMN] if PEAK_COLUMN in SCHEMA.names else [])
@@ -512,7 +512,7 @@ def run_process_pool(spec, device: str, packing: int, cpus: int) -> list[dict]:
 def _pool_worker(tasks, done, device: str, share: float, threads: int) -> None:  # noqa: ANN001
     import torch
 
-    from orchestrator.schema import make_row
+    from store.schema import make_row
     from workloads.config import TrialConfig
     from workloads.device import limit_gpu_memory, resolve_device
     from workloads.trial import run_trial
@@ -523,7 +523,7 @@ def _pool_worker(tasks, done, device: str, share: float, threads: int) -> None: 
     while (raw := tasks.get()) is not None:
         config = TrialConfig.from_dict(raw)
         result = run_trial(config, device=device)
-        # the row the sink would write (orchestrator.schema), the columns the Ray runner reads
+        # the row the sink would write (store.schema), the columns the Ray runner reads
         row = make_row(config, result, with_images=False)
         done.put(_seconds({name: row.get(name) for name in [*ROW_COLUMNS, PEAK_COLUMN]}))
 

@@ -28,7 +28,7 @@ from ray import tune  # noqa: E402 (after the environment Ray reads)
 
 
 def spec_of(name: str, seed: int, iterations: int, report_every: int | None):
-    from orchestrator.spec import parse_spec
+    from store.spec import parse_spec
 
     raw = {
         "name": name,
@@ -43,7 +43,7 @@ def spec_of(name: str, seed: int, iterations: int, report_every: int | None):
 
 
 def attack_seconds(results: str, name: str) -> float:
-    from orchestrator.sink import SweepStore
+    from store.sweep_store import SweepStore
 
     rows = SweepStore.of(results, name).read_rows().table.to_pylist()
     (row,) = rows

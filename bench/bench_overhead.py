@@ -36,8 +36,8 @@ def plain_loop(configs: list) -> float:
 
 def ray_sweep(spec, results: str, max_concurrent: int | None, num_cpus: int) -> dict:
     """Wall time, plus from the rows: startup (until the first trial began) and steady state."""
-    from orchestrator.sink import SweepStore
     from orchestrator.sweep import run_sweep
+    from store.sweep_store import SweepStore
 
     began = time.time()
     outcome = run_sweep(
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--no-demo", action="store_true", help="skip the demo sweep's timing")
     args = parser.parse_args()
 
-    from orchestrator.spec import load_spec, parse_spec
+    from store.spec import load_spec, parse_spec
 
     spec = parse_spec(
         {

@@ -28,10 +28,11 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import charts, findings, load  # noqa: E402
-from analysis.commands.query import query  # noqa: E402
+from analysis import charts, findings  # noqa: E402
 from analysis.report import build_report  # noqa: E402
-from orchestrator.schema import CONFIG_COLUMNS, row_table  # noqa: E402
+from dlgsweep.commands.query import query  # noqa: E402
+from store import load  # noqa: E402
+from store.schema import CONFIG_COLUMNS, row_table  # noqa: E402
 from workloads.config import TrialConfig  # noqa: E402
 
 GRID = {
@@ -54,7 +55,7 @@ def real_rows(source: str | None) -> list[dict]:
     if source:
         frame = load.trials(source, images=True).filter(pl.col("status") == "ok")
         return frame.to_dicts()
-    from orchestrator.schema import make_row
+    from store.schema import make_row
     from workloads.trial import run_trial
 
     rows = []

@@ -75,8 +75,8 @@ def main() -> None:
     import boto3
     import ray
 
-    from orchestrator.spec import parse_spec
     from orchestrator.sweep import run_sweep
+    from store.spec import parse_spec
 
     server, app = serve()
     endpoint = f"127.0.0.1:{server.server_port}"

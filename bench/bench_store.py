@@ -1,7 +1,7 @@
 """Benchmark: the results store at 10^5 trials, before (one file per row) and after (compacted).
 
 A synthetic sweep of `--rows` trials (default 100,000: the paper grid's 160 configs x 625 seeds)
-in the schema of orchestrator/schema.py: real trial keys from the spec, statuses 97% ok / 2%
+in the schema of store/schema.py: real trial keys from the spec, statuses 97% ok / 2%
 diverged / 1% error, metrics, 20-point curves, 32 kernel norms and two unique 32x32 RGB PNGs
 per row (smoothed noise, ~1.5-3 KB each, about what a CIFAR-10 image compresses to).
 
@@ -12,7 +12,7 @@ Timed, each on the same data side by side:
   a running sweep leaves between two compactions).
 
 Operations: `status` (read trial_key/status/error), planning a resume (finished keys vs the
-spec's keys), a `query` GROUP BY, `report`'s load step (`analysis.load.load`, no images), and
+spec's keys), a `query` GROUP BY, `report`'s load step (`store.load.load`, no images), and
 the spec's expansion into trial keys (the same work for every layout). End to end, as a user
 types them (a fresh process each: interpreter start, imports, spec.yaml expanded into keys, the
 store read): `dlgsweep status DIR --json` and `resume`'s planning, now and as they worked
@@ -48,12 +48,13 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import load  # noqa: E402
-from analysis.commands.query import query  # noqa: E402
-from orchestrator import sink  # noqa: E402
-from orchestrator.schema import CONFIG_COLUMNS, IMAGE_COLUMNS, SCHEMA  # noqa: E402
-from orchestrator.sink import SweepStore  # noqa: E402
-from orchestrator.spec import parse_yaml  # noqa: E402
+from dlgsweep.commands.query import query  # noqa: E402
+from store import load  # noqa: E402
+from store import rows as row_files  # noqa: E402
+from store import sweep_store as sink  # noqa: E402
+from store.schema import CONFIG_COLUMNS, IMAGE_COLUMNS, SCHEMA  # noqa: E402
+from store.spec import parse_yaml  # noqa: E402
+from store.sweep_store import SweepStore  # noqa: E402
 
 SWEEP = "bench"
 LOOSE_AFTER = 255
@@ -167,7 +168,7 @@ def prepare(
 def write_after(store: SweepStore, table: pa.Table) -> None:
     """The compacted layout: finished rows in sorted parts, error rows and the last
     LOOSE_AFTER finished rows as row files (a sweep between two compactions)."""
-    finished = pc.is_in(table.column("status"), pa.array(sink.FINISHED))
+    finished = pc.is_in(table.column("status"), pa.array(row_files.FINISHED))
     done, rest = table.filter(finished), table.filter(pc.invert(finished))
     loose = pa.concat_tables([rest, done.slice(done.num_rows - LOOSE_AFTER)])
     done = done.slice(0, done.num_rows - LOOSE_AFTER)
@@ -187,7 +188,7 @@ def old_read_rows(fs: pafs.FileSystem, sweep_path: str, columns: list[str]) -> p
     paths = sorted(
         i.path
         for i in fs.get_file_info(selector)
-        if i.type == pafs.FileType.File and sink.is_row_file(i.base_name)
+        if i.type == pafs.FileType.File and row_files.is_row_file(i.base_name)
     )
     wanted = list(dict.fromkeys(["trial_key", *columns]))
     tables = []
@@ -205,9 +206,9 @@ def old_read_rows(fs: pafs.FileSystem, sweep_path: str, columns: list[str]) -> p
 
 
 def old_load(fs: pafs.FileSystem, sweep_path: str) -> pl.DataFrame:
-    """analysis.load.load as it was: every non-image column of every row file at once."""
+    """The reader as it was (then analysis.load.load): every non-image column of every row file."""
     selector = pafs.FileSelector(f"{sweep_path}/trials", allow_not_found=True)
-    paths = sorted(i.path for i in fs.get_file_info(selector) if sink.is_row_file(i.base_name))
+    paths = sorted(i.path for i in fs.get_file_info(selector) if row_files.is_row_file(i.base_name))
     columns = [n for n in SCHEMA.names if n not in IMAGE_COLUMNS]
     if isinstance(fs, pafs.LocalFileSystem):
         frame = pl.read_parquet(paths, columns=columns, missing_columns="insert", glob=False)
@@ -234,7 +235,7 @@ def _keep(table: pa.Table) -> int:
 
 def finished(table: pa.Table) -> set[str]:
     keys, statuses = table.column("trial_key").to_pylist(), table.column("status").to_pylist()
-    return {k for k, s in zip(keys, statuses) if s in sink.FINISHED}
+    return {k for k, s in zip(keys, statuses) if s in row_files.FINISHED}
 
 
 # -- the timings ---------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def operations(uri: str, keys: list[str], old: bool):
         ("status (trial_key, status, error)",
          lambda: store.read_rows(columns=["trial_key", "status", "error"]).table.num_rows),
         (PLANNING, lambda: len(spec_keys - {
-            k for k, s in store.statuses().items() if s in sink.FINISHED})),
+            k for k, s in store.statuses().items() if s in row_files.FINISHED})),
         ("query GROUP BY", lambda: query(uri, SQL).height),
         ("report load step (no images)", lambda: load.load(uri).frame.height),
     ]  # fmt: skip
@@ -383,8 +384,8 @@ def markdown(results: dict, columns: list[str], requests: bool = False) -> str:
 
 STATUS_BEFORE = """
 import sys
-from orchestrator.sink import SweepStore
-from orchestrator.spec import parse_yaml
+from store.sweep_store import SweepStore
+from store.spec import parse_yaml
 store = SweepStore(sys.argv[1], flag="DIR")
 spec = parse_yaml(store.read_spec())  # every TrialConfig built and validated, as before
 expected = [t.trial_key for t in spec.trials()]
@@ -393,7 +394,7 @@ print(len(expected), rows.num_rows)
 """
 RESUME_PLANNING = """
 import sys
-from orchestrator.sink import SweepStore
+from store.sweep_store import SweepStore
 from orchestrator.sweep import plan_run
 store = SweepStore(sys.argv[1], flag="DIR")
 plan = plan_run(store.saved_spec(), store)  # what `dlgsweep resume` does before Ray starts
@@ -401,8 +402,9 @@ print(len(plan.keys), len(plan.pending))
 """
 RESUME_PLANNING_BEFORE = """
 import sys
-from orchestrator.sink import FINISHED, SweepStore
-from orchestrator.spec import parse_yaml
+from store.rows import FINISHED
+from store.sweep_store import SweepStore
+from store.spec import parse_yaml
 store = SweepStore(sys.argv[1], flag="DIR")
 trials = parse_yaml(store.read_spec()).trials()  # as before: every config built, then keyed
 statuses = store.statuses()
@@ -426,7 +428,7 @@ def end_to_end(sweep: Path, say) -> dict[str, dict[str, float]]:
     python = sys.executable
     runs = {
         "dlgsweep status DIR --json": (
-            [python, "-m", "orchestrator.cli", "status", str(sweep), "--json"],
+            [python, "-m", "dlgsweep.cli", "status", str(sweep), "--json"],
             [python, "-c", STATUS_BEFORE, str(sweep)],
         ),
         "resume planning (spec.yaml -> pending configs)": (

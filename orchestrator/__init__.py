@@ -1,4 +1,8 @@
-"""Sweep spec -> Ray Tune grid -> trials; the Parquet store; the CLI."""
+"""The writer: a sweep spec -> Ray Tune trials on a cluster, their rows into the store.
+
+Imports `store` (the spec, the schema, the sweep's folder) and `workloads` (the attack), never
+`analysis`; the CLI (`dlgsweep.cli`) sits above it.
+"""
 
 from collections.abc import Callable
 

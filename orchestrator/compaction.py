@@ -1,6 +1,6 @@
 """Compaction while a sweep runs: finished row files merged into part files by the driver.
 
-`SweepStore.compact` does the merge (orchestrator.sink); this decides when: in a driver thread,
+`SweepStore.compact` does the merge (store.sweep_store); this decides when: in a driver thread,
 every `min_rows` finished trials, never taking the rows of trials Tune may still retry (`live`),
 never two at once. A compaction that fails is skipped with a line, never fatal.
 """
@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from orchestrator import Say
-from orchestrator.sink import SweepStore
+from store.sweep_store import SweepStore
 
 
 class Compactor:

@@ -34,7 +34,8 @@ import pyarrow as pa
 
 from dlgsweep.errors import UserError
 from orchestrator import Say
-from orchestrator.sink import SweepStore, join, split_query
+from store.sweep_store import SweepStore
+from store.uri import join, split_query
 
 LEASE = ".lock"
 HEARTBEAT_S = 15.0

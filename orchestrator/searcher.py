@@ -1,4 +1,4 @@
-"""The defense-frontier search as a Ray Tune `Searcher` (orchestrator.frontier has the logic).
+"""The defense-frontier search as a Ray Tune `Searcher` (the logic: store.search, store.replay).
 
 Why a Searcher of our own and not OptunaSearch: the question is a threshold per cell (the
 weakest strength whose seeds' mean PSNR is below the target), not an optimum, and a point is
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ray.tune.search import Searcher
 
-from orchestrator.frontier import SearchState
+from store.replay import SearchState
 
 
 class FrontierSearcher(Searcher):

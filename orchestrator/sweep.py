@@ -34,13 +34,14 @@ from typing import Any
 from orchestrator import Say, trackers
 from orchestrator.cluster import check_reachable, connect, fit_resources, ray_cluster_view
 from orchestrator.compaction import Compactor
-from orchestrator.frontier import SearchState
 from orchestrator.lease import SweepLease
 from orchestrator.progress import SweepProgress, tune_callback
 from orchestrator.signals import arm, sigterm_interrupts, terminated
-from orchestrator.sink import COMPACT_MIN_ROWS, FINISHED, SweepStore
-from orchestrator.spec import SweepSpec
 from orchestrator.trainable import attack_trainable, error_text, trial_name
+from store.replay import SearchState
+from store.rows import FINISHED
+from store.spec import SweepSpec
+from store.sweep_store import COMPACT_MIN_ROWS, SweepStore
 from workloads.config import TrialConfig
 
 _USER_TUNE_LOGGERS = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
@@ -359,7 +360,7 @@ def tune_storage(store: SweepStore, run: str, asked: str | None) -> dict[str, An
 
 def _record_failures(grid: Any, spec: SweepSpec, store: SweepStore, say: Say) -> None:
     """A trial that kept failing after its retries (raised, or its worker died): an error row."""
-    from orchestrator.schema import make_row
+    from store.schema import make_row
     from workloads.result import TrialResult
 
     failed_results = [result for result in grid if result.error is not None]

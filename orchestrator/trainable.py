@@ -19,7 +19,7 @@ import socket
 import time
 from typing import Any, Callable
 
-from orchestrator.sink import SweepStore
+from store.sweep_store import SweepStore
 
 
 def attack_trainable(params: dict[str, Any]) -> None:
@@ -27,7 +27,7 @@ def attack_trainable(params: dict[str, Any]) -> None:
     import ray
     from ray import tune
 
-    from orchestrator.schema import make_row
+    from store.schema import make_row
     from workloads.config import TrialConfig
     from workloads.device import limit_gpu_memory
     from workloads.trial import run_trial

@@ -266,7 +266,7 @@ grep '^\[dlgsweep\]' "$E2E/logs/job_sweep.log" | tail -n 3
 # 1. The node running the driver, killed mid-compaction. The driver compacts finished rows into
 # part files; here it runs on the worker (the job's entrypoint asks for that node's `node:<ip>`
 # resource, as a driver placed on a spot node would), and the test hook
-# DLGSWEEP_TEST_HOLD_COMPACTION (orchestrator/sink.py) holds its first compaction between
+# DLGSWEEP_TEST_HOLD_COMPACTION (store/sweep_store.py) holds its first compaction between
 # writing the part and deleting the row files it merged: the worker is killed in that window.
 # `dlgsweep resume` (a job on the head) then finishes the sweep: one row per trial, read by
 # pyarrow as it lies in the folder (no dedupe).

@@ -14,7 +14,7 @@ Subcommands:
           --kill-record, also what the node's loss cost (trials rerun, attack seconds lost)
   nodekill  a spot reclaim of one node: SIGKILL every process of that node (the tagged processes
           whose HOME is the node's home, and their descendants), by pid, once a trial is
-          mid-attack there (or once a marker file appears: the test hook in orchestrator/sink.py
+          mid-attack there (or once a marker file appears: the test hook in store/sweep_store.py
           that holds a compaction)
   midcompact  the sweep folder as a crash mid-compaction leaves it: a part file written, the row
           files it merged still there (rows twice)

@@ -70,10 +70,10 @@ def build_small_sweep(results: Path, sweep: str = SWEEP) -> Path:
     The grid goes through `orchestrator.sweep.run_sweep` (a local Ray Tune sweep, 2 CPUs); the
     extra trials run through `run_trial` and the same sink (`SweepStore.write_row`).
     """
-    from orchestrator.schema import make_row
-    from orchestrator.sink import SweepStore
-    from orchestrator.spec import parse_yaml
     from orchestrator.sweep import run_sweep
+    from store.schema import make_row
+    from store.spec import parse_yaml
+    from store.sweep_store import SweepStore
 
     spec = parse_yaml(spec_yaml(sweep))
     run_sweep(spec, str(results), num_cpus=2, num_gpus=0, say=lambda *_: None)
@@ -107,7 +107,7 @@ def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_frame(small_sweep: Path):
-    from analysis import load
+    from store import load
 
     if "frame" not in _SESSION:
         _SESSION["frame"] = load.trials(str(small_sweep))

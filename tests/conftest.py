@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.spec import SweepSpec, load_spec
+from store.spec import SweepSpec, load_spec
 
 # The same on the driver and on every node the tests start (Ray reads them at start).
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "RAY_DEDUP_LOGS": "0"}

@@ -579,7 +579,7 @@ def test_holm_says_which_verdicts_survive_the_report() -> None:
 
 @pytest.mark.slow
 def test_report_cli_takes_the_score(small_sweep, tmp_path) -> None:
-    from orchestrator.cli import main
+    from dlgsweep.cli import main
 
     out = tmp_path / "r"
     assert main(["report", str(small_sweep), "--score", "psnr_raw_mean", "--out", str(out)]) == 0

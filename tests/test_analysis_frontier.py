@@ -21,14 +21,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from analysis import frontier, load
+from analysis import frontier
 from analysis.charts import ChartSkipped
 from analysis.findings import CONTRADICTED, INCONCLUSIVE, MIXED, NOT_ENOUGH, SUPPORTED
 from analysis.report import SEARCH_NOTE
 from analysis.synthetic import synthetic_search
-from orchestrator.frontier import DEFEATED_AT_WEAKEST, FOUND, NOT_DEFEATED, SEARCHING
-from orchestrator.sink import SweepStore
-from orchestrator.spec import parse_yaml
+from store import load
+from store.search import DEFEATED_AT_WEAKEST, FOUND, NOT_DEFEATED, SEARCHING
+from store.spec import parse_yaml
+from store.sweep_store import SweepStore
 
 TARGET = 15.0  # dB: the spec's search target
 SLOPE = 8.0  # dB of PSNR lost per decade of noise, near the threshold
@@ -290,7 +291,7 @@ def test_outcomes_at_the_range_ends(tmp_path: Path) -> None:
 def test_a_search_still_running(tmp_path: Path) -> None:
     """A search stopped midway (ResNet's cells half done) with one trial that failed: the open cells
     read searching, the table says so, the chart draws what is known."""
-    from orchestrator.schema import make_row
+    from store.schema import make_row
     from workloads.result import TrialResult
 
     spec = parse_yaml(spec_yaml("half"))
@@ -389,7 +390,7 @@ def test_chart_skipped_without_a_search(known: Path) -> None:
 
 @pytest.fixture(scope="module")
 def search_report(known: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrator.cli import main
+    from dlgsweep.cli import main
 
     out = tmp_path_factory.mktemp("search-report")
     assert main(["report", str(known), "--out", str(out)]) == 0
@@ -434,7 +435,7 @@ def test_search_report_renders_in_headless_chromium(search_report: Path) -> None
 
 def test_report_of_a_grid_sweep_has_no_frontier(tmp_path: Path) -> None:
     from analysis.report import build_report
-    from orchestrator.schema import make_row
+    from store.schema import make_row
     from workloads.result import TrialResult
 
     spec = parse_yaml(spec_yaml("grid", search=""))

@@ -1,4 +1,4 @@
-"""analysis.load on a real small sweep: every row once, images off by default, bad files skipped."""
+"""store.load on a real small sweep: every row once, images off by default, bad files skipped."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analysis import load
-from orchestrator.schema import IMAGE_COLUMNS, SCHEMA
+from store import load
+from store.schema import IMAGE_COLUMNS, SCHEMA
 from tests.analysis_fixtures import GRID, SWEEP, extra_configs, small_frame, small_sweep
 
 __all__ = ["small_frame", "small_sweep"]  # fixtures, imported for pytest

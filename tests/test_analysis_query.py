@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from orchestrator.cli import main
+from dlgsweep.cli import main
 from tests.analysis_fixtures import small_sweep
 
 __all__ = ["small_sweep"]
@@ -151,7 +151,7 @@ def test_an_image_column_without_images_names_the_flag(results: Path, capsys) ->
 
 def test_console_script_exit_code(results: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "query", str(results), "SELECT FROM WHERE"],
+        [sys.executable, "-m", "dlgsweep.cli", "query", str(results), "SELECT FROM WHERE"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2

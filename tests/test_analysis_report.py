@@ -19,10 +19,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analysis import charts, findings, load
+from analysis import charts, findings
 from analysis.report import build_report
-from orchestrator.cli import main
-from orchestrator.sink import SweepStore
+from dlgsweep.cli import main
+from store import load
+from store.sweep_store import SweepStore
 from tests.analysis_fixtures import Browser, headless, small_report, small_sweep
 
 __all__ = ["small_report", "small_sweep"]

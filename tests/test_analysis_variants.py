@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from analysis import charts, findings
-from orchestrator.cli import main
+from dlgsweep.cli import main
 
 pytestmark = pytest.mark.slow  # a real attack, a report with PNGs, a browser
 
@@ -41,9 +41,9 @@ LEFT_OUT = 1  # rows of the spec never written: the sweep is partial
 
 @pytest.fixture(scope="module")
 def variant_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrator.schema import make_row
-    from orchestrator.sink import SweepStore
-    from orchestrator.spec import parse_yaml
+    from store.schema import make_row
+    from store.spec import parse_yaml
+    from store.sweep_store import SweepStore
     from workloads.config import TrialConfig
     from workloads.trial import run_trial
 

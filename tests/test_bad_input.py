@@ -1,6 +1,6 @@
 """Bad input never reaches Ray: one line naming the key and what it takes, exit code 2, no files.
 
-Each case goes through the CLI's own entry point (`orchestrator.cli.main`, what the `dlgsweep`
+Each case goes through the CLI's own entry point (`dlgsweep.cli.main`, what the `dlgsweep`
 console script calls) with `--results` pointing at a folder that must still not exist afterwards;
 two cases also go through the installed console script in a subprocess. `run_sweep` is replaced
 by a function that fails the test, so a case the validation lets through can't start a sweep.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import cli
+from dlgsweep import cli
 
 BASE = """\
 name: bad
@@ -187,7 +187,7 @@ def test_bad_cluster_flag_is_refused(case, command, tmp_path, capsys):
 
 def test_good_values_next_to_the_bad_ones_pass(tmp_path):
     """The rules are not over-strict: what Ray accepts, the spec accepts."""
-    from orchestrator.spec import parse_yaml
+    from store.spec import parse_yaml
 
     spec = parse_yaml(BASE + "resources: {cpu: 0.5, gpu: 0.0001}\nretries: 0\n")
     assert (spec.resources.cpu, spec.resources.gpu, spec.retries) == (0.5, 0.0001, 0)
@@ -196,7 +196,7 @@ def test_good_values_next_to_the_bad_ones_pass(tmp_path):
     # a YAML merge key (`<<: *anchor`) may be overridden on purpose: that is not "given twice"
     import yaml
 
-    from orchestrator.spec import _UniqueKeyLoader
+    from store.spec import _UniqueKeyLoader
 
     merged = yaml.load("a: &x {k: 1, j: 0}\nb: {<<: *x, k: 2}\n", Loader=_UniqueKeyLoader)
     assert merged["b"] == {"k": 2, "j": 0}
@@ -234,7 +234,7 @@ def test_query_nested_too_deeply_exits_2_not_sigsegv(tmp_path):
         "SELECT " + "(" * 3000 + "seed" + ")" * 3000 + " FROM trials",  # sqlglot's recursion
     ):
         proc = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", "query", str(results), sql],
+            [sys.executable, "-m", "dlgsweep.cli", "query", str(results), sql],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
@@ -243,7 +243,7 @@ def test_query_nested_too_deeply_exits_2_not_sigsegv(tmp_path):
     # a long but shallow query still runs
     sql = "SELECT count(*) AS n FROM trials WHERE seed IN (" + ", ".join(map(str, range(5000)))
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "query", str(results), sql + ")",
+        [sys.executable, "-m", "dlgsweep.cli", "query", str(results), sql + ")",
          "--format", "csv"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -260,8 +260,8 @@ def test_report_on_a_folder_without_a_sweep_exits_2(tmp_path, capsys):
 
 
 def _one_row_sweep(tmp_path: Path) -> Path:
-    from orchestrator.schema import make_row
-    from orchestrator.sink import SweepStore
+    from store.schema import make_row
+    from store.sweep_store import SweepStore
     from workloads.config import TrialConfig
     from workloads.result import TrialResult
 

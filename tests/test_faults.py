@@ -15,9 +15,9 @@ import pytest
 from conftest import RAY_ENV, file_states, kill_session, session_pids, trial_files
 from ray import tune
 
-from orchestrator.cli import main
-from orchestrator.sink import SweepStore
+from dlgsweep.cli import main
 from orchestrator.sweep import run_sweep
+from store.sweep_store import SweepStore
 
 
 def test_failing_trial_is_retried_then_kept_as_an_error_row(
@@ -84,7 +84,7 @@ def test_driver_killed_mid_sweep_then_resume_runs_only_the_rest(tiny_spec, resul
     )
     sweep_dir = results / "crash"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--results", str(results),
+        [sys.executable, "-m", "dlgsweep.cli", "run", str(path), "--results", str(results),
          "--num-cpus", "2"],
         env={**os.environ, **RAY_ENV}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -141,7 +141,7 @@ class WriteOkThenKill(tune.Callback):
 
 
 def test_a_row_written_before_the_worker_died_is_kept_by_its_retry(local_ray, tiny_spec, results):
-    from orchestrator.schema import make_row
+    from store.schema import make_row
     from workloads.result import TrialResult
 
     spec, _ = tiny_spec("wrote", grid={"seed": [0]}, attack={"iterations": 150}, retries=2)

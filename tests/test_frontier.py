@@ -1,4 +1,4 @@
-"""The defense-frontier search (orchestrator.frontier, orchestrator.searcher).
+"""The defense-frontier search (store.search, store.replay, orchestrator.searcher).
 
 On synthetic responses of known threshold: the search finds it (exactly when monotone and
 noise-free; within one lattice step in nearly every cell when seeds are noisy and the response
@@ -17,10 +17,11 @@ import pytest
 import yaml
 from conftest import file_states
 
-from orchestrator import cli
-from orchestrator.frontier import FOUND, NOT_DEFEATED, SearchState, lattice, scores_of
-from orchestrator.sink import SweepStore
-from orchestrator.spec import parse_spec, parse_yaml
+from dlgsweep import cli
+from store.replay import SearchState, scores_of
+from store.search import FOUND, NOT_DEFEATED, lattice
+from store.spec import parse_spec, parse_yaml
+from store.sweep_store import SweepStore
 
 SPEC = """\
 name: search

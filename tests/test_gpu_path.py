@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import workloads.trial
-from orchestrator.schema import make_row
-from orchestrator.sink import SweepStore
-from orchestrator.spec import parse_spec
+from store.schema import make_row
+from store.spec import parse_spec
+from store.sweep_store import SweepStore
 from workloads.config import TrialConfig
 from workloads.device import (
     CONTEXT_RESERVE_BYTES,

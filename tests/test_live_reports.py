@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from ray import tune
 
-from orchestrator.sink import SweepStore
 from orchestrator.sweep import run_sweep
+from store.sweep_store import SweepStore
 
 pytestmark = pytest.mark.slow  # real attacks through Ray Tune
 

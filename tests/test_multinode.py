@@ -14,9 +14,9 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from orchestrator.cli import main
-from orchestrator.sink import SweepStore
+from dlgsweep.cli import main
 from orchestrator.sweep import run_sweep
+from store.sweep_store import SweepStore
 
 # ports inside this suite's ranges (GCS 6400-6449, workers 20000-20999)
 HEAD = {"num_cpus": 1, "num_gpus": 1, "gcs_server_port": 6431, "include_dashboard": False,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.cli import main
-from orchestrator.commands.plan import human_hours, trial_seconds
-from orchestrator.schema import make_row
-from orchestrator.sink import SweepStore
-from orchestrator.spec import load_spec
+from dlgsweep.cli import main
+from orchestrator.plan import human_hours, trial_seconds
+from store.schema import make_row
+from store.spec import load_spec
+from store.sweep_store import SweepStore
 from workloads.config import TrialConfig
 from workloads.result import TrialResult
 

@@ -7,9 +7,9 @@ import dataclasses
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.spec import SweepSpec, load_spec
+from dlgsweep.cli import main
 from orchestrator.sweep import run_sweep
+from store.spec import SweepSpec, load_spec
 
 
 @pytest.mark.parametrize("name,trials", [("init-scale", 360), ("pruning-aware", 84)])
@@ -120,7 +120,7 @@ def old_row_table(config) -> tuple[str, "object"]:
 
     import pyarrow as pa
 
-    from orchestrator.schema import SCHEMA, make_row
+    from store.schema import SCHEMA, make_row
     from workloads.result import TrialResult
 
     old_fields = {k: v for k, v in config.to_dict().items() if k not in NEW_FIELDS}
@@ -134,9 +134,9 @@ def old_row_table(config) -> tuple[str, "object"]:
 
 
 def test_an_old_results_folder_is_read_with_the_new_fields_unknown_and_rerun(local_ray, results):
-    from analysis import load
-    from orchestrator.commands.status import sweep_status
-    from orchestrator.sink import SweepStore
+    from store import load
+    from store.status import sweep_status
+    from store.sweep_store import SweepStore
 
     spec = dataclasses.replace(
         load_spec("demo"), name="old", grid={"seed": [0, 1]},

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.schema import make_row
-from orchestrator.sink import SweepStore
-from orchestrator.spec import load_spec, parse_yaml
+from store.schema import make_row
+from store.spec import load_spec, parse_yaml
+from store.sweep_store import SweepStore
 from workloads.result import TrialResult
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from dlgsweep.cli import main
 from orchestrator import lease as lease_module
-from orchestrator.cli import main
 from orchestrator.lease import SweepBusy, SweepLease, read_holder
-from orchestrator.sink import SweepStore
 from orchestrator.sweep import run_sweep
+from store.sweep_store import SweepStore
 
 pytestmark = pytest.mark.slow  # real attacks through Ray Tune
 

@@ -11,9 +11,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import sink
-from orchestrator.schema import SCHEMA, make_row
-from orchestrator.sink import SweepStore, open_fs
+from store import sweep_store as sink
+from store.schema import SCHEMA, make_row, row_table
+from store.sweep_store import SweepStore
+from store.uri import join_uri, open_fs, parent_uri
 from workloads.config import TrialConfig
 from workloads.result import TrialResult
 
@@ -244,7 +245,7 @@ def test_old_one_file_per_row_folders_and_parts_read_together(tmp_path):
     store = _sweep_of(tmp_path, 4)
     store.compact(min_rows=1)
     old = _row(seed=9)
-    table = sink.row_table(old).drop(["psnr_raw_mean", "engine_version", "init_weight_std"])
+    table = row_table(old).drop(["psnr_raw_mean", "engine_version", "init_weight_std"])
     pq.write_table(table, store.trial_path(old["trial_key"]))
     rows = store.read_rows()
     assert rows.table.num_rows == 5 and rows.skipped == []
@@ -277,8 +278,8 @@ def test_attempts_count_per_run_and_are_cleared(tmp_path):
     ],
 )
 def test_uris_keep_their_options_at_the_end(results, sweep, joined, parent):
-    assert sink.join_uri(results, sweep) == joined
-    assert sink.parent_uri(joined) == parent
+    assert join_uri(results, sweep) == joined
+    assert parent_uri(joined) == parent
 
 
 def test_the_row_is_declared_once_and_every_field_is_a_column():
@@ -286,7 +287,7 @@ def test_the_row_is_declared_once_and_every_field_is_a_column():
     field added to TrialResult is a column with no other edit (`frames` stays out)."""
     from dataclasses import fields
 
-    from orchestrator.schema import IMAGE_COLUMNS, Provenance, RowHead
+    from store.schema import IMAGE_COLUMNS, Provenance, RowHead
 
     declared = [f.name for cls in (RowHead, TrialConfig, Provenance) for f in fields(cls)]
     for f in fields(TrialResult):
@@ -310,7 +311,7 @@ def test_the_row_is_declared_once_and_every_field_is_a_column():
 def test_the_store_answers_for_the_saved_spec(tmp_path):
     """trial_keys / saved_spec / find_sweeps: the spec's trials without parsing it elsewhere."""
     from dlgsweep.errors import UserError
-    from orchestrator.spec import parse_yaml
+    from store.spec import parse_yaml
 
     spec = parse_yaml("name: s\ngrid: {seed: [0, 1, 2]}\nattack: {iterations: 5}\n")
     store = SweepStore.of(str(tmp_path), "s")

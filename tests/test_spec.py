@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from dlgsweep.cli import main
 from dlgsweep.errors import UserError
-from orchestrator.cli import main
-from orchestrator.commands.plan import trial_gflop
-from orchestrator.spec import load_spec, parse_spec, parse_yaml, preset_names
+from orchestrator.plan import trial_gflop
+from store.spec import load_spec, parse_spec, parse_yaml, preset_names
 from workloads.config import TrialConfig
 
 BASE = {
@@ -20,7 +20,7 @@ BASE = {
 
 
 PRESETS = [
-    "bn-mode", "corrections", "defenses", "demo", "init-scale", "labels", "noise-frontier",
+    "attacks", "bn-mode", "corrections", "defenses", "demo", "init-scale", "labels", "noise-frontier",
     "paper", "paper-seed", "prune-frontier", "pruning-aware",
 ]  # fmt: skip
 

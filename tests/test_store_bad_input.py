@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from dlgsweep.cli import main
 
 
 def _dead_port() -> int:

@@ -12,10 +12,10 @@ import time
 import pyarrow.fs as pafs
 import pytest
 
+from dlgsweep.cli import main
 from orchestrator import lease as lease_module
-from orchestrator.cli import main
 from orchestrator.lease import SweepBusy, SweepLease, read_holder
-from orchestrator.sink import SweepStore
+from store.sweep_store import SweepStore
 
 
 def _holder(**changes) -> dict:

@@ -7,12 +7,12 @@ import json
 import pytest
 from conftest import file_states, trial_files
 
-from orchestrator.cli import main
+from dlgsweep.cli import main
 from orchestrator.progress import SweepProgress
-from orchestrator.schema import make_row
-from orchestrator.sink import SweepStore
-from orchestrator.spec import parse_yaml
 from orchestrator.trainable import LiveReporter, error_text
+from store.schema import make_row
+from store.spec import parse_yaml
+from store.sweep_store import SweepStore
 from workloads.result import TrialResult
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import kill_session
 
-from orchestrator.cli import main
+from dlgsweep.cli import main
 
 pytestmark = pytest.mark.slow  # an MLflow server and real attacks through Ray Tune
 

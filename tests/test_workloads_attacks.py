@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from orchestrator.spec import parse_yaml
+from store.spec import parse_yaml
 from workloads.attack import (
     AttackSettings,
     Objective,
@@ -105,7 +105,7 @@ def test_the_cli_exits_2_naming_the_field():
         (["--recipe", "gradinversion"], "bn_prior"),  # the McMahan CNN has no BN
     ]:
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", "attack", *args, "--out", "unused"],
+            [sys.executable, "-m", "dlgsweep.cli", "attack", *args, "--out", "unused"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
@@ -142,7 +142,7 @@ def test_each_recipe_expands_to_its_documented_fields_and_is_named_back():
 
 
 def open_preset(name: str) -> str:
-    from orchestrator.spec import preset_text
+    from store.spec import preset_text
 
     return preset_text(name)
 
@@ -172,7 +172,7 @@ def test_a_recipe_in_a_spec_fills_the_fields_and_an_override_wins():
 
 
 def test_rows_carry_the_recipe(tmp_path):
-    from orchestrator.schema import make_row
+    from store.schema import make_row
 
     base = {"image_size": 8, "pool_size": 4, "curve_points": 2}
     named = TrialConfig.from_dict({**recipe_fields("seed-study"), **base, "iterations": 2})

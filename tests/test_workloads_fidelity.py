@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator.commands.attack import summary
+from dlgsweep.commands.attack import summary
 from workloads import client, metrics
 from workloads.attack import GRADIENT_LOSSES, dummy_start
 from workloads.client import apply_defenses, client_gradients, prune_tensors
@@ -76,7 +76,7 @@ def test_attack_command_on_the_review_case_prints_and_exits_0(tmp_path):
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "attack", "--seed", "11", "--noise",
+        [sys.executable, "-m", "dlgsweep.cli", "attack", "--seed", "11", "--noise",
          "laplacian", "--noise-scale", "0.0001", "--iterations", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -122,6 +122,6 @@ def test_gain_conventions(init_method, init_gain, activation, expected_std):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_plan_has_a_flop_figure_for_every_model(name):
-    from orchestrator.commands.plan import GFLOP_PER_ITERATION
+    from orchestrator.plan import GFLOP_PER_ITERATION
 
     assert GFLOP_PER_ITERATION[name] > 0

@@ -178,7 +178,7 @@ def test_quality_on_real_images_sigmoid_beats_relu():
 
 def _cli(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
+        [sys.executable, "-m", "dlgsweep.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -212,7 +212,7 @@ def test_attack_command_writes_images_gif_and_one_schema_row(tmp_path):
     for name in ("ground_truth.png", "reconstruction.png", "convergence.gif"):
         assert (out / name).stat().st_size > 100
     row = json.loads((out / "result.json").read_text())
-    from orchestrator.schema import IMAGE_COLUMNS, SCHEMA
+    from store.schema import IMAGE_COLUMNS, SCHEMA
 
     assert set(row) == set(SCHEMA.names) - set(IMAGE_COLUMNS)
     assert row["status"] == "ok" and row["batch_size"] == 2 and row["iterations"] == 12

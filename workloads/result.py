@@ -3,7 +3,7 @@
 A trial that fails still returns a `TrialResult` (status `error`, the message in `error`), so
 the results sink writes one row for every trial (optuna's FrozenTrial: failures are records).
 
-This dataclass is the declaration of the row's result columns: orchestrator.schema derives
+This dataclass is the declaration of the row's result columns: store.schema derives
 their Arrow types from the annotations below and `make_row` copies every field, so a field
 added here is a column everywhere. A field's `metadata["column"]` says how it is stored when
 not as itself: `timestamp` (unix seconds -> UTC timestamp), `png` (the image batch -> PNG

@@ -41,15 +41,16 @@ import altair as alt
 import polars as pl
 
 from analysis.charts.derive import AXES, ChartSkipped, curve_points, kernel_trials, with_parts
-from analysis.charts.layout import UNPACK_JS, compact, pack, unpack
-from analysis.charts.specs import CHARTS, ChartSpec, Metric, Panel
+from analysis.charts.layout import UNPACK_JS, compact, compose, pack, unpack
+from analysis.charts.panel import ChartSpec, Metric, Panel
+from analysis.charts.specs import CHARTS
 
 
 def build(name: str, frame: pl.DataFrame) -> alt.TopLevelMixin:
     """The chart `name` from `frame` (raises ChartSkipped if the frame lacks its data)."""
     if name not in CHARTS:
         raise KeyError(f"unknown chart {name!r}; known charts: {', '.join(CHARTS)}")
-    return CHARTS[name].build(frame)
+    return compose(CHARTS[name], frame)
 
 
 def __getattr__(name: str) -> Callable[[pl.DataFrame], Any]:
@@ -61,5 +62,5 @@ def __getattr__(name: str) -> Callable[[pl.DataFrame], Any]:
 
 __all__ = [
     "AXES", "CHARTS", "ChartSkipped", "ChartSpec", "Metric", "Panel", "UNPACK_JS", "build",
-    "compact", "curve_points", "kernel_trials", "pack", "unpack", "with_parts",
+    "compact", "compose", "curve_points", "kernel_trials", "pack", "unpack", "with_parts",
 ]  # fmt: skip

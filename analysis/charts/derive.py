@@ -8,16 +8,12 @@ themselves (kind=trial), the thin per-trial curves sampled when they would swamp
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import polars as pl
 
-from analysis.load import result_rows
+from analysis.charts.panel import Panel
 from analysis.stats import summarize
-from orchestrator.schema import CONFIG_COLUMNS
-
-if TYPE_CHECKING:
-    from analysis.charts.specs import Panel
+from store.load import result_rows
+from store.schema import CONFIG_COLUMNS
 
 # Axes that may be pooled: every config field but the seed (the interval is over seeds), and
 # the sweep when several sweeps share a frame.

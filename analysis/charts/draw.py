@@ -18,7 +18,7 @@ import polars as pl
 
 from analysis.charts import derive
 from analysis.charts.derive import MIN_T_INTERVAL, ChartSkipped
-from analysis.charts.specs import Panel
+from analysis.charts.panel import Panel
 
 # explicit view names: altair cannot name the layers of facets inside a concat by itself
 _VIEW_IDS = itertools.count()

@@ -14,8 +14,8 @@ import polars as pl
 from analysis.charts import derive
 from analysis.charts.derive import ChartSkipped
 from analysis.charts.draw import DRAWERS, Drawn, param_name, title_of
-from analysis.charts.specs import ChartSpec
-from analysis.load import result_rows
+from analysis.charts.panel import ChartSpec
+from store.load import result_rows
 
 PAGE_DIGITS = 4  # significant digits of the numbers a page carries (tooltips show 3)
 

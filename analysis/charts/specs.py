@@ -4,16 +4,11 @@ A chart is one or more panels laid out side by side or stacked; a panel says as 
 x, color, dash and facet, which metric(s), which rows count and which axes must vary. One
 function draws every panel of kind "summary" (means, intervals, n, the trials under them); the
 BN figure's per-kernel panel is kind "kernels". The report draws `CHARTS` in this order; a
-notebook calls `charts.build(name, frame)`.
+notebook calls `charts.build(name, frame)`. The types (Metric, Panel, ChartSpec) are in
+`panel`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import polars as pl
 
 from analysis.charts.derive import (
     aware_rows,
@@ -24,82 +19,17 @@ from analysis.charts.derive import (
     with_arch,
     with_series,
 )
-
-if TYPE_CHECKING:
-    import altair as alt
-
-
-@dataclass(frozen=True)
-class Metric:
-    column: str
-    title: str
-    log: bool = False  # geometric mean, interval on log10 values, log y axis
-    bounds: tuple[float | None, float | None] | None = None  # the interval is clipped to it
-
-
-# PSNR of a reconstruction clamped to [0, 1] against an image in [0, 1] is >= 0 (MSE <= 1)
-PSNR = Metric("psnr_mean", "PSNR (dB)", bounds=(0.0, None))
-LABEL_ACCURACY = Metric("label_accuracy", "label accuracy", bounds=(0.0, 1.0))
-ZERO_SHARE = Metric("grad_zero_fraction", "share of exactly-zero gradient entries", bounds=(0, 1))
-GRAD_LOSS = Metric("grad_loss", "gradient loss", log=True)
-CURVE_PSNR = Metric("psnr", "PSNR (dB)", bounds=(0.0, None))
-KERNEL_NORM = Metric("kernel_norm", "gradient norm of the kernel", log=True)
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One panel as data: what is on x, color, dash and facet, and which rows count."""
-
-    name: str
-    x: str
-    title: str | None = None  # the panel's own title (in a chart of several panels)
-    x_scale: str = "nominal"  # nominal | log2 | log | linear | symlog
-    x_title: str | None = None
-    x_group: str | None = None  # group the points by this; x is then the group's mean of `x`
-    color: str | None = None
-    dash: str | None = None
-    column: str | None = None
-    metrics: tuple[Metric, ...] = (PSNR,)
-    mark: str = "dot"  # dot: points + interval rules, series side by side | line
-    trials: str = "point"  # how individual trials are drawn: point | line (curves)
-    needs: tuple[str, ...] = ()  # axes that must vary, else ChartSkipped
-    where: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # rows kept: (column, levels)
-    derive: Callable[[pl.DataFrame], pl.DataFrame] | None = None  # derived columns or rows
-    covers: tuple[str, ...] = ()  # config fields the derived encodings stand for
-    tooltip_means: tuple[str, ...] = ()  # other columns averaged per point, in the tooltip
-    subtitle: str = ""  # what the rows are, when `derive` or `where` shapes them
-    kind: str = "summary"  # the drawer: summary (means over trials) | kernels (one trial pair)
-    optional: bool = False  # left out without data; the chart is skipped only if all are
-    absent: str = ""  # what the chart's subtitle names when this optional panel is left out
-
-    @property
-    def group_x(self) -> str:
-        return self.x_group or self.x
-
-    def encoded(self) -> list[str]:
-        named = [self.group_x, self.color, self.dash, self.column]
-        if len(self.metrics) > 1:
-            named.append("metric")
-        return [n for n in dict.fromkeys(named) if n]
-
-
-@dataclass(frozen=True)
-class ChartSpec:
-    """One chart: its panels, how they are laid out, and the rows they draw from."""
-
-    name: str
-    title: str  # the report's heading for it
-    heading: str  # the chart's own title (in its HTML and PNG)
-    panels: tuple[Panel, ...]
-    layout: str = "single"  # single | hconcat | vconcat
-    rows: Callable[[pl.DataFrame], pl.DataFrame] | None = None  # default: the ok/diverged rows
-    skip: str = ""  # the reason when `rows` is empty or every (optional) panel is left out
-
-    def build(self, frame: pl.DataFrame) -> alt.TopLevelMixin:
-        """This chart of `frame` (raises ChartSkipped if the frame lacks its data)."""
-        from analysis.charts.layout import compose
-
-        return compose(self, frame)
+from analysis.charts.panel import (
+    CURVE_PSNR,
+    GRAD_LOSS,
+    KERNEL_NORM,
+    LABEL_ACCURACY,
+    PSNR,
+    ZERO_SHARE,
+    ChartSpec,
+    Metric,
+    Panel,
+)
 
 
 def _curve(name: str, metric: Metric, subtitle: str = "") -> Panel:

@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 
 from analysis.findings.rows import levels_text as _levels_text
-from analysis.load import result_rows
+from store.load import result_rows
 
 # The seed study's own protocol (its slides and its code; DESIGN.md "Replication").
 DECK_PROTOCOL: dict[str, tuple[Any, str]] = {

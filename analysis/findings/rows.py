@@ -9,8 +9,8 @@ from typing import Any
 
 import polars as pl
 
-from analysis.load import result_rows
-from orchestrator.schema import CONFIG_COLUMNS
+from store.load import result_rows
+from store.schema import CONFIG_COLUMNS
 
 CONFIG_FIELDS = [name for name, _ in CONFIG_COLUMNS]
 # columns derived from config fields, used as comparison fields and as pairing keys

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_sweep("attack", ("torch", "torchvision", "skimage"))  # not Ray: one attack, here
-    from orchestrator.schema import json_row, make_row
+    from store.schema import json_row, make_row
     from workloads.trial import resolve_device, run_trial
 
     raw = {f.name: getattr(args, f.name) for f in fields(TrialConfig)}
@@ -116,7 +116,7 @@ def _restarts(result) -> str:  # noqa: ANN001 (TrialResult)
 def _write_images(out: Path, result) -> None:
     from PIL import Image
 
-    from orchestrator.schema import batch_png
+    from store.schema import batch_png
 
     (out / "ground_truth.png").write_bytes(batch_png(result.ground_truth))
     (out / "reconstruction.png").write_bytes(batch_png(result.reconstruction))

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from dlgsweep.errors import UserError
-from orchestrator.frontier import Search, parse_search, search_space
+from store.search import Search, parse_search, search_space
 from workloads.config import CHOICES, ENGINE_VERSION, TrialConfig, coerce, normalize_key
 from workloads.errors import ConfigError
 from workloads.recipes import RECIPES, recipe_fields
@@ -191,12 +191,12 @@ class SweepSpec:
 
 
 def preset_names() -> list[str]:
-    folder = resources.files("orchestrator").joinpath("presets")
+    folder = resources.files("store").joinpath("presets")
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def preset_text(name: str) -> str:
-    return resources.files("orchestrator").joinpath("presets").joinpath(f"{name}.yaml").read_text()
+    return resources.files("store").joinpath("presets").joinpath(f"{name}.yaml").read_text()
 
 
 def load_spec(name_or_path: str) -> SweepSpec:

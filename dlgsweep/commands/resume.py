@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 
+from dlgsweep.commands.run import add_cluster_args, add_run_args, sweep_options
 from dlgsweep.extras import require_sweep
 from orchestrator import sweep
-from orchestrator.commands.run import add_cluster_args, add_run_args, sweep_options
-from orchestrator.sink import SweepStore
+from store.sweep_store import SweepStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -23,7 +23,7 @@ one-file-per-row layout. Error rows stay row files until their trial finishes.
 
 Reading. Every file under `trials/` is a Parquet file of SCHEMA rows, so `trials/*.parquet` is
 the table for polars, pyarrow and duckdb. A crash between writing a part and deleting its row
-files can leave a row twice (identical bytes); `read_rows` (and analysis.load) keep one row per
+files can leave a row twice (identical bytes); `read_rows` (and store.load) keep one row per
 trial_key: a finished row over an error row, then the latest `finished_at`. Readers take only
 the columns they need; `sweep, trial_key, status, error` lead the schema, so the status of a
 whole part is one short ranged read.
@@ -34,252 +34,39 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dlgsweep.errors import UserError
-from orchestrator.frontier import SearchState, scores_of
-from orchestrator.schema import SCHEMA, row_table
-from orchestrator.spec import SweepSpec, parse_yaml
+from store.replay import SearchState, scores_of
+from store.rows import (
+    FINISHED,
+    PART_PREFIX,
+    SUFFIX,
+    TRIALS,
+    Rows,
+    dedupe,
+    file_kind,
+    read_files,
+)
+from store.schema import SCHEMA, row_table
+from store.spec import SweepSpec, parse_yaml
+from store.uri import URI_HINT, StoreError, join, join_uri, open_fs, parent_uri, split_query
 
-TRIALS = "trials"
 STAGING = ".staging"
 ATTEMPTS = ".attempts"
 SPEC = "spec.yaml"
-SUFFIX = ".parquet"
-PART_PREFIX = "part-"
-FINISHED = ("ok", "diverged")  # a row with one of these is final: never rerun, never replaced
 
 COMPACT_MIN_ROWS = 256  # finished row files before a compaction writes a part (bench_store.py)
 PART_ROWS = 10_000  # rows per part at most
 ROW_GROUP_ROWS = 2_048  # rows per Parquet row group in a part
 MERGE_SMALL_PARTS = 8  # this many parts under PART_ROWS are merged into bigger ones
 DIRECT_PUT_BYTES = 4 << 20  # object stores: a file this small is one PUT, bigger ones staged
-READ_THREADS = 32  # object stores: files read at once
-URI_HINT = "a local folder or a file://, s3:// or gs:// URI"
-
-
-class StoreError(UserError):
-    """A results path that cannot be opened or written; the message names the flag."""
-
-
-# -- paths and URIs ---------------------------------------------------------------------------
-
-
-def split_query(uri: str) -> tuple[str, str]:
-    """`s3://b/p?endpoint_override=h:9000&scheme=http` -> ('s3://b/p', 'endpoint_override=...')."""
-    if "://" in uri and "?" in uri:
-        base, query = uri.split("?", 1)
-        return base, query
-    return uri, ""
-
-
-def join(*parts: str) -> str:
-    """Join path parts the way pyarrow filesystems (and URIs) spell them: with '/'."""
-    return "/".join(p.rstrip("/") for p in parts[:-1]) + "/" + parts[-1].lstrip("/")
-
-
-def join_uri(uri: str, *parts: str) -> str:
-    """Append path parts to a path or URI, keeping a URI's query string (options) at its end."""
-    base, query = split_query(uri)
-    joined = join(base.rstrip("/"), *parts)
-    return f"{joined}?{query}" if query else joined
-
-
-def parent_uri(uri: str) -> str:
-    """The folder holding `uri` (a path or URI), query string kept."""
-    base, query = split_query(uri.rstrip("/"))
-    parent = base.rsplit("/", 1)[0] if "/" in base else "."
-    if parent.endswith(":/"):  # s3://bucket: its parent is the bucket itself
-        parent = base
-    return f"{parent}?{query}" if query else parent
-
-
-def open_fs(uri: str, flag: str = "results") -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it, for a local path or an s3:// gs:// URI.
-
-    Options of an object store ride in the URI's query string, as pyarrow reads them:
-    `s3://bucket/path?endpoint_override=127.0.0.1:9000&scheme=http&region=us-east-1`.
-    """
-    if "://" not in uri:
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowException, ValueError, OSError) as exc:
-        scheme = uri.split("://", 1)[0]
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StoreError(
-            f"{flag}: cannot open {uri!r} (scheme {scheme!r}: {reason}); expected {URI_HINT}"
-        ) from None
-
-
-def file_kind(base_name: str) -> str | None:
-    """'part' (many rows), 'row' (`<trial_key>.parquet`), or None (hidden, temporary, foreign)."""
-    if not base_name.endswith(SUFFIX) or base_name.startswith((".", "_")):
-        return None
-    return "part" if base_name.startswith(PART_PREFIX) else "row"
-
-
-def is_row_file(base_name: str) -> bool:
-    """A finished data file's name (a row file or a part), never a hidden or temporary name."""
-    return file_kind(base_name) is not None
-
-
-def _stem(path: str) -> str:
-    return path.rsplit("/", 1)[-1][: -len(SUFFIX)]
-
-
-# -- reading many files -----------------------------------------------------------------------
-
-
-@dataclass
-class Rows:
-    """What `read_rows` found: the rows, and the files it had to skip."""
-
-    table: pa.Table
-    skipped: list[str] = field(default_factory=list)  # "path: reason"
-
-
-def read_files(
-    fs: pafs.FileSystem, paths: list[str], columns: list[str]
-) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """`columns` of every row in `paths` (SCHEMA types; a column an older file lacks is null),
-    plus `_file`, the path each row came from; unreadable files are skipped, with the reason.
-
-    Row files must hold one row whose trial_key is the file name. Local files go through
-    polars' multi-file reader (one call for 10^5 files); object stores through READ_THREADS
-    ranged reads at once. Only the named columns are read.
-    """
-    schema = pa.schema([SCHEMA.field(c) for c in columns] + [pa.field("_file", pa.string())])
-    if not paths:
-        return schema.empty_table(), []
-    table, bad = None, []
-    if isinstance(fs, pafs.LocalFileSystem):
-        table = _read_local(paths, columns, schema)
-    if table is None:  # object store, or a local file polars could not read: one by one
-        workers = READ_THREADS if not isinstance(fs, pafs.LocalFileSystem) else 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda p: _read_one(fs, p, columns, schema), paths))
-        tables = [t for t, _ in results if t is not None]
-        bad = [(p, why) for (t, why), p in zip(results, paths) if t is None]
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
-    return _valid_rows(table, bad)
-
-
-def _read_local(paths: list[str], columns: list[str], schema: pa.Schema) -> pa.Table | None:
-    import polars as pl
-
-    try:
-        frame = pl.scan_parquet(
-            paths,
-            schema=_POLARS_SCHEMA(),
-            missing_columns="insert",
-            extra_columns="ignore",
-            include_file_paths="_file",
-            glob=False,
-        )
-        return frame.select([*columns, "_file"]).collect().to_arrow().cast(schema)
-    except (OSError, pa.ArrowException, pl.exceptions.PolarsError):
-        return None
-
-
-_POLARS_CACHE: dict[str, Any] = {}
-
-
-def _POLARS_SCHEMA() -> Any:  # noqa: N802 - a cached constant
-    import polars as pl
-
-    if "schema" not in _POLARS_CACHE:
-        _POLARS_CACHE["schema"] = pl.from_arrow(SCHEMA.empty_table()).schema
-    return _POLARS_CACHE["schema"]
-
-
-def _read_one(
-    fs: pafs.FileSystem, path: str, columns: list[str], schema: pa.Schema
-) -> tuple[pa.Table | None, str]:
-    try:
-        if file_kind(path.rsplit("/", 1)[-1]) == "row" and not isinstance(fs, pafs.LocalFileSystem):
-            # a row file is small: fetched whole (2 requests) instead of footer, then columns
-            with fs.open_input_stream(path) as stream:
-                source: Any = pa.BufferReader(stream.read())
-        else:
-            source = fs.open_input_file(path)
-        with source as handle:
-            parquet = pq.ParquetFile(handle)
-            present = set(parquet.schema_arrow.names)
-            table = parquet.read(columns=[c for c in columns if c in present])
-        for name in columns:  # an older file may lack a newer column: null
-            if name not in table.column_names:
-                column = pa.nulls(table.num_rows, SCHEMA.field(name).type)
-                table = table.append_column(SCHEMA.field(name), column)
-        table = table.select(columns)
-        table = table.append_column("_file", pa.array([path] * table.num_rows, pa.string()))
-        return table.cast(schema), ""
-    except (OSError, pa.ArrowException, ValueError) as exc:
-        return None, f"unreadable ({str(exc).splitlines()[0][:120] if str(exc) else exc!r})"
-
-
-def _valid_rows(
-    table: pa.Table, bad: list[tuple[str, str]]
-) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Drop row files that are not one row named by its trial_key (parts are taken whole)."""
-    import polars as pl
-
-    if not table.num_rows or "trial_key" not in table.column_names:
-        return table, bad
-    frame = pl.from_arrow(table.select(["trial_key", "_file"]))
-    assert isinstance(frame, pl.DataFrame)
-    name = pl.col("_file").str.split("/").list.last()
-    is_row = ~name.str.starts_with(PART_PREFIX)
-    reason = (
-        pl.when(is_row & (pl.len().over("_file") != 1))
-        .then(pl.lit("not one trial row"))
-        .when(is_row & (pl.col("trial_key") != name.str.strip_suffix(SUFFIX)))
-        .then(pl.lit("trial_key does not match the file name"))
-        .otherwise(None)
-    )
-    reasons = frame.select(reason.alias("why"), "_file")
-    if reasons["why"].null_count() == frame.height:
-        return table, bad
-    keep = reasons["why"].is_null().to_arrow()
-    dropped = reasons.drop_nulls("why").unique("_file").sort("_file")
-    return table.filter(keep), bad + list(zip(dropped["_file"], dropped["why"]))
-
-
-def dedupe(table: pa.Table) -> pa.Table:
-    """One row per trial_key: a finished row over an error row, then the latest finished_at.
-
-    Needs `trial_key`, `status` and `finished_at`; the rows keep their order otherwise.
-    """
-    keys = table.column("trial_key")
-    if len(pc.unique(keys)) == table.num_rows:
-        return table
-    finished = pc.is_in(table.column("status"), pa.array(FINISHED))
-    ranked = pa.table(
-        {
-            "key": keys,
-            "rank": pc.if_else(pc.fill_null(finished, False), 0, 1),
-            "at": pc.fill_null(table.column("finished_at").cast(pa.int64()), -1),
-            "index": pa.array(np.arange(table.num_rows)),
-        }
-    )
-    order = pc.sort_indices(
-        ranked,
-        sort_keys=[("key", "ascending"), ("rank", "ascending"), ("at", "descending")],
-    )
-    ordered = ranked.take(order)
-    sorted_keys = ordered.column("key").to_numpy(zero_copy_only=False)
-    first = np.ones(len(sorted_keys), dtype=bool)
-    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    winners = np.sort(ordered.column("index").to_numpy()[first])
-    return table.take(pa.array(winners))
 
 
 # -- one sweep --------------------------------------------------------------------------------
@@ -383,7 +170,7 @@ class SweepStore:
 
     def write_table(self, table: pa.Table, *, guard: bool = True) -> str | None:
         if table.num_rows != 1 or not table.schema.equals(SCHEMA):
-            raise ValueError("a trial file holds exactly one row of orchestrator.schema.SCHEMA")
+            raise ValueError("a trial file holds exactly one row of store.schema.SCHEMA")
         trial_key = table.column("trial_key")[0].as_py()
         if guard and self.finished_status(trial_key) is not None:
             return None
@@ -501,7 +288,7 @@ class SweepStore:
         return scores_of(self.read_rows(["trial_key", "status", score]).table, score)
 
     def search_state(self, spec: SweepSpec) -> SearchState:
-        """A search spec's search replayed from this sweep's rows (orchestrator.frontier): the
+        """A search spec's search replayed from this sweep's rows (store.search): the
         one replay `run`, `resume`, `status` and the report's counts all make."""
         assert spec.search is not None
         return SearchState.of(spec, self.scores(spec.search.score))

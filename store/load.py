@@ -6,7 +6,7 @@ read through pyarrow's filesystems. It is either a whole results tree holding ma
 (`<results>/<sweep>/trials/*.parquet`) or a single sweep folder (`<results>/<sweep>`).
 
 Under `trials/` sit row files (`<trial_key>.parquet`, one row) and part files (`part-*.parquet`,
-many finished rows; see orchestrator.sink): all Parquet files of one schema, read together. A
+many finished rows; see store.sweep_store): all Parquet files of one schema, read together. A
 trial is one row: where a row shows up twice (a compaction that died before deleting its inputs)
 the finished one, then the latest, is kept. Only the columns asked for are read; image bytes
 are left out unless asked for, so a 10^5-row frame stays small. A temp file, an empty or
@@ -28,9 +28,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from orchestrator.schema import IMAGE_COLUMNS, SCHEMA
-from orchestrator.sink import TRIALS as TRIALS_DIR
-from orchestrator.sink import dedupe, file_kind, open_fs, read_files
+from store.rows import TRIALS as TRIALS_DIR
+from store.rows import dedupe, file_kind, read_files
+from store.schema import IMAGE_COLUMNS, SCHEMA
+from store.uri import open_fs
 
 # statuses whose metrics are results (diverged keeps its best iterate); `error` rows are counted
 RESULT_STATUSES = ("ok", "diverged")

@@ -1,4 +1,4 @@
-"""`dlgsweep query <results> "SQL"`: polars SQL over the trial rows, read-only.
+"""Polars SQL over the trial rows, read-only (`dlgsweep query <results> "SQL"`).
 
 Tables: `trials` holds every trial row under the results path (all its sweeps); each sweep is
 also a table of its own under its folder's name (quote names that are not identifiers:
@@ -8,7 +8,7 @@ objects) or Parquet, on stdout or into `--out FILE`. A SQL error is reported as 
 it, exit code 2.
 
 The results are only read, and only the columns the query names (polars' lazy frames over the
-Parquet files; see analysis.load.scan). The query is parsed (sqlglot) before it runs, and only
+Parquet files; see store.load.scan). The query is parsed (sqlglot) before it runs, and only
 one read statement is accepted: a SELECT (WITH, UNION, ... included), SHOW TABLES, or EXPLAIN of
 a SELECT. Anything
 else is refused whatever comments or EXPLAIN come first (CREATE, DROP, INSERT, DELETE, ...), as
@@ -17,12 +17,9 @@ are table functions that would read other files (`read_csv`, `read_parquet`, ...
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -44,27 +41,11 @@ TOO_DEEP = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "query",
-        help="SQL over the trial rows (polars)",
-        description=__doc__.splitlines()[0],
-        epilog='example: dlgsweep query results "SELECT model, activation, avg(psnr_mean) '
-        "FROM trials WHERE status = 'ok' GROUP BY ALL ORDER BY 3 DESC\"",
-    )
-    parser.add_argument("results", help="results folder or URI (s3://, gs://), or one sweep folder")
-    parser.add_argument("sql", help="the query; table `trials` = all rows, one table per sweep")
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--out", help="write here instead of stdout")
-    parser.add_argument("--images", action="store_true", help="include the PNG byte columns")
-    parser.set_defaults(func=run)
-
-
 def tables(results: str, *, images: bool = False) -> dict[str, pl.LazyFrame]:
     """SQL table name -> LazyFrame: `trials` (every row) and one per sweep folder. Lazy, so a
     query reads only the columns it names (the ranking columns that keep one row per trial
     are read once up front)."""
-    from analysis import load
+    from store import load
 
     try:
         per_sweep = load.scan(results, images=images)
@@ -80,8 +61,8 @@ def tables(results: str, *, images: bool = False) -> dict[str, pl.LazyFrame]:
 
 
 def _empty(images: bool) -> pl.LazyFrame:
-    from analysis import load
-    from orchestrator.schema import IMAGE_COLUMNS, SCHEMA
+    from store import load
+    from store.schema import IMAGE_COLUMNS, SCHEMA
 
     names = [n for n in SCHEMA.names if images or n not in IMAGE_COLUMNS]
     return load.scan_schema(names)
@@ -102,7 +83,7 @@ def check_read_only(sql: str, *, images: bool = False) -> None:
     import sqlglot
     from sqlglot import exp
 
-    from orchestrator.schema import IMAGE_COLUMNS
+    from store.schema import IMAGE_COLUMNS
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # EXPLAIN parses as a Command
     try:
@@ -183,16 +164,3 @@ def render(frame: pl.DataFrame, fmt: str) -> bytes:
     else:
         frame.write_parquet(buffer)
     return buffer.getvalue()
-
-
-def run(args: argparse.Namespace) -> int:
-    frame = query(args.results, args.sql, images=args.images)
-    data = render(frame, args.format)
-    if args.out:
-        Path(args.out).write_bytes(data)
-    else:
-        if args.format == "parquet" and sys.stdout.isatty():
-            raise UserError("--format parquet is binary: give --out FILE or redirect stdout")
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    return 0

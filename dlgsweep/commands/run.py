@@ -13,7 +13,7 @@ from typing import Any
 from dlgsweep.errors import UserError
 from dlgsweep.extras import require_sweep
 from orchestrator import sweep, trackers
-from orchestrator.spec import load_spec, preset_names
+from store.spec import load_spec, preset_names
 
 
 def _count(minimum: int, allowed: str):

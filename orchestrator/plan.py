@@ -1,4 +1,4 @@
-"""`dlgsweep plan SPEC`: what a sweep will cost before anything starts.
+"""What a sweep will cost before anything starts: the cost model behind `dlgsweep plan SPEC`.
 
 Prints the trial count (`trials: N` on its own line), each axis, the resources per trial, what
 the cluster offers and how many trials fit at once, the work in FLOPs and an ETA, with a warning
@@ -18,7 +18,6 @@ used measurements, at which GPU share they were taken, and where it fell back to
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import statistics
@@ -27,9 +26,9 @@ from dataclasses import dataclass
 
 from dlgsweep.extras import require_sweep
 from orchestrator.cluster import ClusterView, connect, ray_cluster_view
-from orchestrator.commands.run import add_cluster_args
-from orchestrator.sink import FINISHED, SweepStore, find_sweeps
-from orchestrator.spec import SweepSpec, load_spec, preset_names
+from store.rows import FINISHED
+from store.spec import SweepSpec, load_spec
+from store.sweep_store import SweepStore, find_sweeps
 from workloads.config import TrialConfig
 
 # GFLOP per attack iteration per 32x32 image (about 9 forward passes)
@@ -131,7 +130,7 @@ def measure_key(config: TrialConfig, device: str) -> MeasureKey:
 def measured_throughput(results: str) -> dict[MeasureKey, Measured]:
     """Median seconds per iteration (and per-trial overhead) of every finished row under
     `results` (a results folder or one sweep's folder), by MeasureKey; read through the store
-    (orchestrator.sink), one sweep at a time, only the columns this needs."""
+    (store.sweep_store), one sweep at a time, only the columns this needs."""
     grouped: dict[MeasureKey, list[dict]] = defaultdict(list)
     shares: dict[str, float | None] = {}
     for store in find_sweeps(results, flag="--results"):
@@ -205,7 +204,7 @@ def _throughput_lines(
 def _search_trials(spec: SweepSpec, space: list[TrialConfig]) -> tuple[list[TrialConfig], str]:
     """The trials a search is expected to run (every cell's seeds at its two ends and a
     bisection to one step; the strength costs no compute), and the line that counts them."""
-    from orchestrator.frontier import SearchState
+    from store.replay import SearchState
 
     state = SearchState.of(spec)
     by_key = {config.trial_key: config for config in space}
@@ -307,46 +306,36 @@ def plan_lines(
     return lines
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "plan", help="trial count, resources, FLOPs and ETA of a sweep, before launch",
-        description=__doc__.splitlines()[0],
-    )  # fmt: skip
-    parser.add_argument(
-        "spec", help=f"a preset ({', '.join(preset_names())}) or the path of a sweep YAML"
-    )
-    parser.add_argument(
-        "--results",
-        metavar="DIR",
-        help="a previous sweep's results (a results folder or one sweep's): its measured "
-        "seconds per iteration replace the FLOP model for the same model, batch and device",
-    )
-    add_cluster_args(parser)
-    parser.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    if args.address or os.environ.get("RAY_ADDRESS"):
+def plan(
+    spec_name: str,
+    *,
+    results: str | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    max_concurrent: int | None = None,
+) -> list[str]:
+    """The plan of a preset or spec file: on the cluster at `address` (or $RAY_ADDRESS), else
+    this machine (`num_cpus`/`num_gpus` override what it has); `results`: measured speeds."""
+    spec = load_spec(spec_name)
+    if address or os.environ.get("RAY_ADDRESS"):
         require_sweep("plan --address", ("ray",))  # asking a cluster takes Ray
         import ray
 
-        we_started, where = connect(args.address, None, None)
+        we_started, where = connect(address, None, None)
         try:
             cluster = ray_cluster_view(where)
         finally:
             if we_started:
                 ray.shutdown()
     else:
-        cpus = args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1)
-        gpus = args.num_gpus if args.num_gpus is not None else local_gpus()
+        cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
+        gpus = num_gpus if num_gpus is not None else local_gpus()
         cluster = ClusterView([{"CPU": float(cpus), "GPU": float(gpus)}], "this machine")
-    if args.max_concurrent:
-        cluster = _capped(cluster, args.max_concurrent, spec)
-    measured = measured_throughput(args.results) if args.results else None
-    for line in plan_lines(spec, cluster, measured, source=args.results or ""):
-        print(line)
-    return 0
+    if max_concurrent:
+        cluster = _capped(cluster, max_concurrent, spec)
+    measured = measured_throughput(results) if results else None
+    return plan_lines(spec, cluster, measured, source=results or "")
 
 
 def _capped(cluster: ClusterView, limit: int, spec: SweepSpec) -> ClusterView:

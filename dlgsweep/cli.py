@@ -13,9 +13,8 @@ import argparse
 import os
 import sys
 
-from analysis.commands import query, report
+from dlgsweep.commands import attack, plan, query, report, resume, run, status
 from dlgsweep.errors import UserError
-from orchestrator.commands import attack, plan, resume, run, status
 from orchestrator.signals import Terminated, terminated
 
 COMMANDS = {
