@@ -20,7 +20,7 @@ BASE = {
 
 
 PRESETS = [
-    "bn-mode", "corrections", "defenses", "demo", "init-scale", "labels", "noise-frontier",
+    "attacks", "bn-mode", "corrections", "defenses", "demo", "init-scale", "labels", "noise-frontier",
     "paper", "paper-seed", "prune-frontier", "pruning-aware",
 ]  # fmt: skip
 
