@@ -80,3 +80,17 @@ def test_every_varying_field_names_a_cell(extra_axis):
     table = comparisons(sweep(lambda c: 8.0, **extra_axis))
     cells = [c for c in table["cell"] if c != "all"]
     assert len(cells) == 8 and all("batch_size=" in c for c in cells)
+
+
+def test_the_attackers_are_described_from_the_rows_fields():
+    from analysis.findings.attackers import describe
+
+    frame = sweep(lambda c: 8.0)
+    lines = describe(frame)
+    assert len(lines) == 2
+    ig = next(line for line in lines if line.startswith("inverting-gradients:"))
+    assert "cosine distance" in ig and "signed steps" in ig and "step schedule" in ig
+    assert "boxed" in ig and "TV 0.1" in ig and "24000 iterations x 8 restarts" in ig
+    old = frame.drop("recipe", "signed").with_columns(pl.lit(None).alias("loss"))
+    assert describe(old) == ["unknown recipe (rows written before recipes): attack fields "
+                             "not recorded"]  # fmt: skip

@@ -92,3 +92,39 @@ def comparisons(frame: pl.DataFrame, value: str = "psnr_mean") -> pl.DataFrame |
         table = findings_frame([f for _, f in cells])
         out.append(table.insert_column(0, pl.Series("cell", [n for n, _ in cells])))
     return pl.concat(out) if out else None
+
+
+def describe(frame: pl.DataFrame) -> list[str]:
+    """The attackers of `frame`'s rows in words, one line per distinct attack (its recipe name
+    and the fields that make it): what a verdict on these rows holds against."""
+    present = [c for c in ATTACK_COLUMNS if c in frame.columns]
+    if not present or frame.is_empty():
+        return []
+    columns = (["recipe"] if "recipe" in frame.columns else []) + present
+    lines = []
+    for row in frame.select(columns).unique(maintain_order=True).iter_rows(named=True):
+        lines.append(_attack_text(row))
+    return sorted(set(lines), key=lines.index)
+
+
+def _attack_text(row: dict) -> str:
+    name = row.get("recipe") or "unknown recipe (rows written before recipes)"
+    if any(row.get(k) is None for k in ("loss", "optimizer", "lr", "iterations")):
+        return f"{name}: attack fields not recorded"
+    words = [f"{row['loss']} distance", f"{row['optimizer']} lr {row['lr']:g}"]
+    if row.get("signed") == "hard":
+        words.append("signed steps")
+    if row.get("lr_schedule") not in (None, "none"):
+        words.append(f"{row['lr_schedule']} schedule")
+    if row.get("boxed"):
+        words.append("boxed")
+    priors = [f"{label} {row[k]:g}" for k, label in
+              (("tv_weight", "TV"), ("l2_weight", "L2"), ("bn_prior", "BN prior"))
+              if row.get(k)]  # fmt: skip
+    if priors:
+        words.append(", ".join(priors))
+    words.append(f"labels {row.get('label_strategy')}")
+    restarts = row.get("restarts") or 1
+    words.append(f"{row['iterations']} iterations" + (f" x {restarts} restarts" if restarts > 1
+                                                        else ""))  # fmt: skip
+    return f"{name}: " + ", ".join(words)
