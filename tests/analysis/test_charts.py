@@ -19,9 +19,7 @@ import vl_convert as vlc
 from scipy import stats
 
 from analysis import charts
-from tests.analysis_fixtures import small_frame, small_sweep, synthetic_frame
-
-__all__ = ["small_frame", "small_sweep"]
+from analysis.synthetic import synthetic_frame
 
 
 def walk(spec: dict | list):
@@ -332,7 +330,6 @@ REAL = [  # chart, the columns its points are grouped by (besides its dropdowns)
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("name", "by", "derive", "value"), REAL)
 def test_points_on_a_real_sweep(name, by, derive, value, small_frame: pl.DataFrame) -> None:
     spec = charts.build(name, small_frame).to_dict()
@@ -344,7 +341,6 @@ def test_points_on_a_real_sweep(name, by, derive, value, small_frame: pl.DataFra
     assert len(trials) == rows.height  # every trial drawn, the error row never
 
 
-@pytest.mark.slow
 def test_convergence_on_a_real_sweep(small_frame: pl.DataFrame) -> None:
     spec = charts.convergence(small_frame).to_dict()
     loss_panel, psnr_panel = spec["vconcat"]
@@ -363,7 +359,6 @@ def test_convergence_on_a_real_sweep(small_frame: pl.DataFrame) -> None:
     assert y["scale"]["type"] == "log"
 
 
-@pytest.mark.slow
 def test_png_export(small_frame: pl.DataFrame) -> None:
     for name in charts.CHARTS:
         try:

@@ -18,9 +18,7 @@ from scipy import stats as scipy_stats
 
 from analysis import findings, stats
 from analysis.findings import CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED
-from tests.analysis_fixtures import small_frame, small_sweep, synthetic_frame
-
-__all__ = ["small_frame", "small_sweep"]
+from analysis.synthetic import synthetic_frame
 
 # The deck's order, in dB: Xavier-ReLU < Kaiming-ReLU < Kaiming-Sigmoid < Xavier-Sigmoid.
 DECK_CELLS = {("xavier", "relu"): 16, ("kaiming", "relu"): 25, ("kaiming", "sigmoid"): 29,
@@ -351,7 +349,6 @@ def test_seeds_needed_for_equivalence_give_80_percent_power() -> None:
 # -- the real small sweep --------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_every_claim_has_a_verdict_on_a_real_sweep(small_frame: pl.DataFrame) -> None:
     items = findings.findings(small_frame)
     assert len(items) == len(findings.CLAIMS)
@@ -577,7 +574,6 @@ def test_holm_says_which_verdicts_survive_the_report() -> None:
     )
 
 
-@pytest.mark.slow
 def test_report_cli_takes_the_score(small_sweep, tmp_path) -> None:
     from dlgsweep.cli import main
 
@@ -593,7 +589,6 @@ def test_report_cli_takes_the_score(small_sweep, tmp_path) -> None:
     assert bad.value.code == 2
 
 
-@pytest.mark.slow
 def test_calibration_false_supported_stays_under_10_percent() -> None:
     # bench/bench_findings.py reduced: every case whose truth does not carry its claim must
     # read `supported` in at most 10% of 60 synthetic sweeps (nominal: 2.5% or 5%)
@@ -601,7 +596,7 @@ def test_calibration_false_supported_stays_under_10_percent() -> None:
     import sys
     from pathlib import Path
 
-    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_findings.py"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_findings.py"
     done = subprocess.run(
         [sys.executable, str(bench), "--reps", "60", "--check"], capture_output=True, text=True
     )

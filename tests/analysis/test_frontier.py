@@ -419,9 +419,7 @@ def test_report_of_a_search_sweep(search_report: Path) -> None:
     assert counts["charts"][frontier.FRONTIER_CHART]["n_min"] == len(SEEDS)
 
 
-@pytest.mark.slow  # a headless browser
-def test_search_report_renders_in_headless_chromium(search_report: Path) -> None:
-    from tests.analysis_fixtures import headless
+def test_search_report_renders_in_headless_chromium(search_report: Path, headless) -> None:
 
     counts = json.loads((search_report / "counts.json").read_text())
     drawn = [name for name, c in counts["charts"].items() if c["skipped"] is None]

@@ -9,7 +9,7 @@ from ray import tune
 from orchestrator.sweep import run_sweep
 from store.sweep_store import SweepStore
 
-pytestmark = pytest.mark.slow  # real attacks through Ray Tune
+pytestmark = pytest.mark.ray  # real attacks through Ray Tune
 
 
 class Recorder(tune.Callback):

@@ -13,11 +13,8 @@ import polars as pl
 import pytest
 
 from dlgsweep.cli import main
-from tests.analysis_fixtures import small_sweep
 
-__all__ = ["small_sweep"]
-
-pytestmark = pytest.mark.slow  # the session's sweep fixture runs real attacks on Ray
+pytestmark = pytest.mark.ray  # the session's sweep fixture runs real attacks on Ray
 
 SQL = (
     "SELECT activation, count(*) AS n, avg(psnr_mean) AS psnr FROM trials "

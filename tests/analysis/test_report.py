@@ -24,11 +24,8 @@ from analysis.report import build_report
 from dlgsweep.cli import main
 from store import load
 from store.sweep_store import SweepStore
-from tests.analysis_fixtures import Browser, headless, small_report, small_sweep
 
-__all__ = ["small_report", "small_sweep"]
-
-pytestmark = pytest.mark.slow  # the session's sweep fixture runs real attacks on Ray
+pytestmark = pytest.mark.ray  # the session's sweep fixture runs real attacks on Ray
 NOT_ON_MINI = ("init_scale", "pruning_aware")  # the mini sweep varies neither
 
 
@@ -121,7 +118,7 @@ def _console_errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if ":CONSOLE" in line and "error" in line.lower()]
 
 
-def test_index_renders_in_headless_chromium(small_report, tmp_path: Path) -> None:
+def test_index_renders_in_headless_chromium(small_report, tmp_path: Path, headless) -> None:
     out = small_report.out
     drawn = [c for c in small_report.charts if not c.skipped]
     page = headless((out / "index.html").as_uri(), "--dump-dom")
@@ -183,10 +180,12 @@ def test_two_sweeps_side_by_side(two_sweep_report: Path) -> None:
     assert set(counts["sweeps"]) == {"mini", "mini-b"}
 
 
-def test_explorer_click_shows_images_and_curve(two_sweep_report: Path, tmp_path: Path) -> None:
+def test_explorer_click_shows_images_and_curve(
+    two_sweep_report: Path, tmp_path: Path, browser
+) -> None:
     out = two_sweep_report
     assert (out / "explorer").is_dir() and list((out / "explorer").rglob("*-truth.png"))
-    with Browser() as browser:
+    with browser() as browser:
         browser.open((out / "index.html").as_uri())
         drawn = browser.wait_for("document.body.dataset.rendered || document.body.dataset.error")
         assert drawn.isdigit() and int(drawn) >= 6, drawn

@@ -21,7 +21,7 @@ import pytest
 from analysis import charts, findings
 from dlgsweep.cli import main
 
-pytestmark = pytest.mark.slow  # a real attack, a report with PNGs, a browser
+pytestmark = pytest.mark.ray  # a real attack, a report with PNGs (the browser test: `browser`)
 
 SPEC = """name: vsweep
 grid:
@@ -98,14 +98,13 @@ def test_counts_stay_per_sweep(variant_report: Path) -> None:
     assert "<li>seed-protocol: 23 ok</li>" in index
 
 
-def test_page_draws_the_packed_data_as_built(variant_report: Path) -> None:
+def test_page_draws_the_packed_data_as_built(variant_report: Path, browser) -> None:
     """The page's `unpack` (JavaScript) gives back the rows of the chart's own JSON."""
-    from tests.analysis_fixtures import Browser
 
     out = variant_report
     index = (out / "index.html").read_text()
     packed = json.loads(re.search(r"const specs = (\{.*?\});\n", index).group(1))
-    with Browser() as browser:
+    with browser() as browser:
         browser.open((out / "index.html").as_uri())
         drawn = browser.wait_for("document.body.dataset.rendered || document.body.dataset.error")
         assert drawn.isdigit() and int(drawn) == len(packed), drawn

@@ -25,7 +25,7 @@ from store.spec import load_spec, parse_yaml
 from store.sweep_store import SweepStore
 from workloads.result import TrialResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = """\
 name: readme
 grid: {seed: [0, 1, 2], activation: [relu, sigmoid]}
@@ -96,7 +96,6 @@ def _run(bin_dir: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-@pytest.mark.slow
 def test_the_base_install_reads_results_without_torch_or_ray(reader, tmp_path):
     probe = "import importlib.util as u; print([m for m in SWEEP if u.find_spec(m)])"
     probe = probe.replace("SWEEP", repr(("torch", "ray", "torchvision", "skimage")))
@@ -131,7 +130,6 @@ def test_the_base_install_reads_results_without_torch_or_ray(reader, tmp_path):
     assert list((tmp_path / "report").glob("*.png"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [["run", "demo", "--results", "out"], ["resume", "SWEEP"], ["attack", "--iterations", "2"]],

@@ -28,7 +28,6 @@ ports, with a tag in every process's environment, and ends exactly those process
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -41,13 +40,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import RAY_ENV
-from test_multinode import _max_overlap
 
 from dlgsweep.errors import UserError
 from orchestrator.cluster import ClusterView, fit_resources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TAG = "DLGSWEEP_TEST_TAG"
 # ports inside this suite's ranges (GCS 6400-6449, workers 20000-20999), none of Ray's defaults;
@@ -106,43 +103,19 @@ def autoscaling_config(cluster_yaml: Path, gcs_address: str) -> dict:
     }  # fmt: skip
 
 
-def _helper():
-    """The e2e's helper script as a module: its /proc readers find the processes here too."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / "local_cluster_helper.py"
-    spec = importlib.util.spec_from_file_location("local_cluster_helper", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HELPER = _helper()
-_with_descendants, _cmdline, _cpu_ticks = (
-    HELPER._with_descendants, HELPER._cmdline, HELPER._cpu_ticks
-)  # fmt: skip
-
-
-def _pids_with(*pairs: str) -> list[int]:
-    """Our processes whose environment holds every NAME=value given (read from /proc)."""
-    wanted = dict(pair.split("=", 1) for pair in pairs)
-    return [
-        pid
-        for pid in HELPER._pids()
-        if pid != os.getpid() and all(HELPER._environ(pid).get(k) == v for k, v in wanted.items())
-    ]
-
-
 class _Cluster:
     """A head with the fake-provider autoscaler; every process it and its nodes start is tagged."""
 
-    def __init__(self, temp_dir: Path) -> None:
+    def __init__(self, temp_dir: Path, ray_env: dict[str, str], procs) -> None:  # noqa: ANN001
         import ray
 
         self.tag = uuid.uuid4().hex
         self.ip = ray.util.get_node_ip_address()
         self.address = f"{self.ip}:{GCS}"
         self.temp_dir = temp_dir
+        self.procs = procs
         self.config = autoscaling_config(REPO / "cluster.yaml", self.address)
-        self.env = {**os.environ, **RAY_ENV, TAG: self.tag, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.env = {**os.environ, **ray_env, TAG: self.tag, "RAY_USAGE_STATS_ENABLED": "0"}
         self.env.pop("RAY_ADDRESS", None)
 
     def start(self) -> None:
@@ -172,21 +145,23 @@ class _Cluster:
         agents and workers (their descendants). The provider also starts a log monitor per node,
         outside that tree and indistinguishable from the others; it holds no work (it tails the
         session's log files) and is ended with the node by the provider or by `end`."""
-        roots = _pids_with(f"{TAG}={self.tag}", f"RAY_OVERRIDE_NODE_ID_FOR_TESTING={node_id}")
-        return sorted(_with_descendants(set(roots)))
+        roots = self.procs.pids_with(
+            f"{TAG}={self.tag}", f"RAY_OVERRIDE_NODE_ID_FOR_TESTING={node_id}"
+        )
+        return sorted(self.procs.with_descendants(set(roots)))
 
     def end(self) -> list[int]:
         """SIGTERM the tagged processes, SIGKILL what is left; the pids still alive after."""
         for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-            for pid in _pids_with(f"{TAG}={self.tag}"):
+            for pid in self.procs.pids_with(f"{TAG}={self.tag}"):
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + grace
-            while _pids_with(f"{TAG}={self.tag}") and time.monotonic() < deadline:
+            while self.procs.pids_with(f"{TAG}={self.tag}") and time.monotonic() < deadline:
                 time.sleep(0.2)
-        return _pids_with(f"{TAG}={self.tag}")
+        return self.procs.pids_with(f"{TAG}={self.tag}")
 
 
 def _alive_nodes() -> list[dict]:
@@ -195,12 +170,12 @@ def _alive_nodes() -> list[dict]:
     return [n for n in ray.nodes() if n["Alive"]]
 
 
-def _busy_trainables(pids: list[int], tick: float) -> list[int]:
+def _busy_trainables(procs, pids: list[int], tick: float) -> list[int]:  # noqa: ANN001
     """The node's Tune trainable processes that burnt CPU in the last half second (an attack)."""
-    trainables = [p for p in pids if "ImplicitFunc" in _cmdline(p)]
-    before = {p: _cpu_ticks(p) for p in trainables}
+    trainables = [p for p in pids if "ImplicitFunc" in procs.cmdline(p)]
+    before = {p: procs.cpu_ticks(p) for p in trainables}
     time.sleep(0.5)
-    return [p for p in trainables if _cpu_ticks(p) - before[p] >= 0.05 * tick]
+    return [p for p in trainables if procs.cpu_ticks(p) - before[p] >= 0.05 * tick]
 
 
 def _row_nodes(sweep_dir: Path) -> list[str]:
@@ -222,9 +197,10 @@ def test_require_gpu_keeps_the_gpu_request_on_a_cluster_with_no_gpu_yet():
     assert "dropping the request of 0.25 GPU" in said[0]
 
 
-@pytest.mark.slow  # an autoscaling Ray cluster, real attacks
+@pytest.mark.ray
+@pytest.mark.cluster  # an autoscaling Ray cluster, real attacks
 def test_autoscaler_starts_gpu_workers_from_zero_packs_survives_a_lost_node_and_scales_down(
-    tiny_spec, results
+    tiny_spec, results, ray_env, procs, max_overlap
 ):
     import ray
 
@@ -234,7 +210,7 @@ def test_autoscaler_starts_gpu_workers_from_zero_packs_survives_a_lost_node_and_
     )  # fmt: skip
     temp_dir = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / f"as-{uuid.uuid4().hex[:6]}"
     temp_dir.mkdir(parents=True)
-    cluster = _Cluster(temp_dir)
+    cluster = _Cluster(temp_dir, ray_env, procs)
     gpu_type = cluster.config["available_node_types"]["gpu"]["resources"]
     assert gpu_type["GPU"] == 1 and gpu_type["CPU"] == 4  # cluster.yaml's g5.xlarge worker
     driver = None
@@ -264,7 +240,7 @@ def test_autoscaler_starts_gpu_workers_from_zero_packs_survives_a_lost_node_and_
                 finished_on = set(_row_nodes(results / "autoscaled"))
                 for node_id in [n for n in gpu_nodes if n in finished_on]:
                     pids = cluster.node_pids(node_id)
-                    if _busy_trainables(pids, tick):
+                    if _busy_trainables(procs, pids, tick):
                         for pid in cluster.node_pids(node_id):
                             os.kill(pid, signal.SIGKILL)
                         lost, lost_at = node_id, time.time() - launched
@@ -295,7 +271,7 @@ def test_autoscaler_starts_gpu_workers_from_zero_packs_survives_a_lost_node_and_
         # packing as the spec asks: gpu 0.25 -> several trials at once on one GPU node, at
         # most four (its CPU 4 and GPU 1 both allow four)
         by_node = {n: [r for r in rows if r["node_id"] == n] for n in {r["node_id"] for r in rows}}
-        packing = {f"..{n[-5:]}": _max_overlap(node_rows) for n, node_rows in by_node.items()}
+        packing = {f"..{n[-5:]}": max_overlap(node_rows) for n, node_rows in by_node.items()}
         assert max(packing.values()) >= 2 and max(packing.values()) <= 4, packing
         first_trial = min(r["started_at"] for r in rows).timestamp() - launched
 

@@ -17,7 +17,6 @@ create is computed with Ray's own rule builder instead.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import re
@@ -28,13 +27,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
-from ray.autoscaler._private.aws.config import _create_default_inbound_rules
-from ray.autoscaler._private.commands import _bootstrap_config
-from ray.autoscaler._private.util import prepare_config, validate_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = ROOT / "cluster.yaml"
 LOCAL_YAML = ROOT / "orchestrator" / "cluster" / "local.yaml"
 
@@ -43,13 +38,17 @@ def _load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _helper():
-    spec = importlib.util.spec_from_file_location(
-        "local_cluster_helper", ROOT / "scripts" / "local_cluster_helper.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _helper(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run the e2e's helper script (scripts/local_cluster_helper.py) as the e2e does; stdout."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "local_cluster_helper.py"), *args],
+        capture_output=True, text=True, check=True, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    return done.stdout
+
+
+def _slots() -> list[dict[str, int]]:
+    return json.loads(_helper("ports", "--list"))
 
 
 def _flag(command: str, name: str) -> str | None:
@@ -66,15 +65,21 @@ def _flag(command: str, name: str) -> str | None:
 # ---------------------------------------------------------------- cluster.yaml (AWS)
 
 
+@pytest.mark.ray  # Ray's own config checks
 def test_cluster_yaml_passes_ray_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
     config = prepare_config(_load(CLUSTER_YAML))
     validate_config(config)  # raises jsonschema.ValidationError / ValueError when invalid
     assert config["provider"]["type"] == "aws"
     assert config["head_node_type"] in config["available_node_types"]
 
 
+@pytest.mark.ray  # Ray's own config checks
 def test_cluster_yaml_validation_rejects_a_broken_copy():
     """The check above has teeth: Ray's schema refuses an unknown key in a node type."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
     broken = _load(CLUSTER_YAML)
     broken["available_node_types"]["gpu"]["gpus"] = 1
     with pytest.raises(Exception, match="gpus"):
@@ -113,8 +118,11 @@ def test_cluster_yaml_has_autoscaling_gpu_workers_and_a_spot_option():
     assert spot_type["max_workers"] == 0 and demand_type["max_workers"] > 0
 
 
+@pytest.mark.ray  # Ray's own config checks
 def test_cluster_yaml_every_node_runs_one_pinned_image_with_this_ray():
     """Ray in the image = the Ray that runs `ray up` here; the host image the same everywhere."""
+    import ray
+
     config = _load(CLUSTER_YAML)
     docker = config["docker"]
     assert not ({"head_image", "worker_image"} & docker.keys())  # one image for every node
@@ -163,6 +171,8 @@ def _all_setup(config: dict) -> list[str]:
 
 
 def _check_installs(config: dict) -> None:
+    import ray
+
     (dist,) = [r for r, local in config["file_mounts"].items() if local == "./dist"]
     installs = _pip_installs(_all_setup(config))
     assert installs, "no pip install found: the parser above is out of date"
@@ -183,12 +193,14 @@ def _check_installs(config: dict) -> None:
     assert f"ray.__version__ == '{ray.__version__}'" in config["setup_commands"][-1]
 
 
+@pytest.mark.ray  # the pins are checked against this venv's Ray
 @pytest.mark.parametrize("path", [CLUSTER_YAML, LOCAL_YAML], ids=["aws", "local"])
 def test_every_install_is_pinned_to_the_shipped_constraints(path):
     """No `pip install ray>=...` per node: each install is pinned by dist/constraints.txt."""
     _check_installs(_load(path))
 
 
+@pytest.mark.ray  # the pins are checked against this venv's Ray
 @pytest.mark.parametrize(
     "command",
     [
@@ -242,8 +254,11 @@ def test_token_auth_on_every_node_and_the_token_shipped(path):
     assert any("export RAY_AUTH_MODE=token" in c for c in config["setup_commands"])
 
 
+@pytest.mark.ray  # Ray's own config checks
 def test_cluster_yaml_opens_only_ssh_to_the_world():
     """The ingress Ray creates: its defaults plus our IpPermissions (ray's own builder)."""
+    from ray.autoscaler._private.aws.config import _create_default_inbound_rules
+
     config = _load(CLUSTER_YAML)
     extra = config["provider"].get("security_group", {}).get("IpPermissions", [])
     rules = _create_default_inbound_rules({"sg-dlgsweep"}, extra)
@@ -429,8 +444,11 @@ def test_scripts_parse_and_pass_shellcheck(script):
 # ---------------------------------------------------------------- local.yaml (own machines)
 
 
+@pytest.mark.ray  # Ray's own config checks
 def test_local_yaml_passes_ray_up_bootstrap():
     """`ray up`'s own config pipeline for the local provider, schema validation included."""
+    from ray.autoscaler._private.commands import _bootstrap_config
+
     config = _bootstrap_config(_load(LOCAL_YAML), no_config_cache=True)
     node_type = config["available_node_types"][config["head_node_type"]]
     workers = len(config["provider"]["worker_ips"])
@@ -448,22 +466,20 @@ def test_local_yaml_start_commands_carry_the_measured_fixes():
     assert _flag(worker, "address") == "$RAY_HEAD_IP:" + _flag(head, "port")
 
 
-def test_e2e_render_of_local_yaml_is_valid_and_isolated():
+@pytest.mark.ray  # Ray's own config checks
+def test_e2e_render_of_local_yaml_is_valid_and_isolated(tmp_path):
     """What scripts/local_cluster_e2e.sh brings up: no `ray stop`, every port from its slot."""
-    helper = _helper()
-    ports = helper.slot_ports(1)
-    config = helper.render(
-        _load(LOCAL_YAML),
-        ports,
-        key="/tmp/e2e/ssh/id",
-        user="root",
-        tmp="/tmp/e2e",
-        tag="abc",
-        num_cpus=1,
-        object_store_bytes=200 * 2**20,
-        head_ip="127.0.0.3",
-        worker_ip="127.0.0.2",
-    )
+    from ray.autoscaler._private.commands import _bootstrap_config
+
+    ports = _slots()[1]
+    rendered = tmp_path / "local.yaml"
+    _helper(
+        "render", "--template", str(LOCAL_YAML), "--out", str(rendered), "--key",
+        "/tmp/e2e/ssh/id", "--user", "root", "--tmp", "/tmp/e2e", "--tag", "abc",
+        "--head-ip", "127.0.0.3", "--worker-ip", "127.0.0.2", "--num-cpus", "1",
+        "--object-store-mb", "200", env={name: str(port) for name, port in ports.items()},
+    )  # fmt: skip
+    config = _load(rendered)
     _bootstrap_config(copy.deepcopy(config), no_config_cache=True)
     template = _load(LOCAL_YAML)
     # what gets shipped and installed is the config's own, not a stand-in
@@ -490,10 +506,10 @@ def test_e2e_render_of_local_yaml_is_valid_and_isolated():
 
 
 def test_port_slots_stay_in_the_agreed_ranges_and_apart():
-    helper = _helper()
     seen: set[int] = set()
-    for slot in range(helper.SLOTS):
-        ports = helper.slot_ports(slot)
+    slots = _slots()
+    assert len(slots) >= 2
+    for ports in slots:
         span = range(ports["HEAD_MIN_WORKER_PORT"], ports["WORKER_MAX_WORKER_PORT"] + 1)
         assert 21000 <= span.start and span.stop - 1 <= 21999
         assert 6500 <= ports["GCS_PORT"] <= 6549 and 8500 <= ports["DASHBOARD_PORT"] <= 8549

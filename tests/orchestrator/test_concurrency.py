@@ -11,12 +11,13 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import RAY_ENV, kill_session
 
-pytestmark = pytest.mark.slow  # a real Ray Tune sweep in a subprocess
+pytestmark = pytest.mark.ray  # a real Ray Tune sweep in a subprocess
 
 
-def test_two_runs_at_once_one_runs_the_other_is_refused(tiny_spec, results, tmp_path):
+def test_two_runs_at_once_one_runs_the_other_is_refused(
+    tiny_spec, results, tmp_path, kill_session, ray_env
+):
     spec, path = tiny_spec("twice", grid={"seed": [0, 1, 2, 3]}, attack={"iterations": 20})
     trials_dir = results / "twice" / "trials"
     dlgsweep = os.path.join(os.path.dirname(sys.executable), "dlgsweep")
@@ -24,7 +25,7 @@ def test_two_runs_at_once_one_runs_the_other_is_refused(tiny_spec, results, tmp_
     logs = [tmp_path / f"run{i}.log" for i in range(2)]
     handles = [open(log, "w") for log in logs]
     runs = [
-        subprocess.Popen(argv, env={**os.environ, **RAY_ENV}, start_new_session=True,
+        subprocess.Popen(argv, env={**os.environ, **ray_env}, start_new_session=True,
                          stdout=handle, stderr=handle)
         for handle in handles
     ]  # fmt: skip

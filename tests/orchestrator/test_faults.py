@@ -12,16 +12,17 @@ import threading
 import time
 
 import pytest
-from conftest import RAY_ENV, file_states, kill_session, session_pids, trial_files
 from ray import tune
 
 from dlgsweep.cli import main
 from orchestrator.sweep import run_sweep
 from store.sweep_store import SweepStore
 
+pytestmark = pytest.mark.ray  # every test here starts Ray
+
 
 def test_failing_trial_is_retried_then_kept_as_an_error_row(
-    local_ray, tiny_spec, results, tmp_path
+    local_ray, tiny_spec, results, tmp_path, trial_files
 ):
     """A real failure: an image folder that exists (so the spec validates) but holds no images."""
     empty = tmp_path / "no-images"
@@ -57,7 +58,9 @@ class KillOnStart(tune.Callback):
             threading.Timer(1.0, os.kill, (pid, signal.SIGKILL)).start()  # mid-attack
 
 
-def test_worker_killed_mid_attack_is_retried_into_one_row(local_ray, tiny_spec, results):
+def test_worker_killed_mid_attack_is_retried_into_one_row(
+    local_ray, tiny_spec, results, trial_files
+):
     spec, _ = tiny_spec("killed", grid={"seed": [0]}, attack={"iterations": 150}, retries=2)
     killer = KillOnStart()
     outcome = run_sweep(spec, str(results), callbacks=[killer], say=lambda line: None)
@@ -77,8 +80,10 @@ def test_worker_killed_every_time_ends_as_error_row(local_ray, tiny_spec, result
     assert row["status"] == "error" and "Actor" in row["error"]
 
 
-@pytest.mark.slow
-def test_driver_killed_mid_sweep_then_resume_runs_only_the_rest(tiny_spec, results, capsys):
+@pytest.mark.ray
+def test_driver_killed_mid_sweep_then_resume_runs_only_the_rest(
+    tiny_spec, results, capsys, file_states, kill_session, ray_env, session_pids, trial_files
+):
     spec, path = tiny_spec(
         "crash", grid={"seed": [0, 1, 2, 3, 4, 5, 6, 7]}, attack={"iterations": 30}
     )
@@ -86,7 +91,7 @@ def test_driver_killed_mid_sweep_then_resume_runs_only_the_rest(tiny_spec, resul
     driver = subprocess.Popen(
         [sys.executable, "-m", "dlgsweep.cli", "run", str(path), "--results", str(results),
          "--num-cpus", "2"],
-        env={**os.environ, **RAY_ENV}, start_new_session=True,
+        env={**os.environ, **ray_env}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -140,7 +145,9 @@ class WriteOkThenKill(tune.Callback):
             os.kill(result["pid"], signal.SIGKILL)
 
 
-def test_a_row_written_before_the_worker_died_is_kept_by_its_retry(local_ray, tiny_spec, results):
+def test_a_row_written_before_the_worker_died_is_kept_by_its_retry(
+    local_ray, tiny_spec, results, trial_files
+):
     from store.schema import make_row
     from workloads.result import TrialResult
 
@@ -190,8 +197,10 @@ def test_rows_compact_into_parts_during_the_run_and_no_checkpoints(local_ray, ti
     assert {p: p.read_bytes() for p in (sweep_dir / "trials").iterdir()} == parts
 
 
-@pytest.mark.slow
-def test_ctrl_c_prints_the_resume_hint_exits_130_and_loses_nothing(tiny_spec, results, tmp_path):
+@pytest.mark.ray
+def test_ctrl_c_prints_the_resume_hint_exits_130_and_loses_nothing(
+    tiny_spec, results, tmp_path, file_states, kill_session, ray_env, trial_files
+):
     spec, path = tiny_spec("intr", grid={"seed": [0, 1, 2, 3]}, attack={"iterations": 25})
     sweep_dir = results / "intr"
     log = tmp_path / "driver.log"
@@ -199,7 +208,7 @@ def test_ctrl_c_prints_the_resume_hint_exits_130_and_loses_nothing(tiny_spec, re
     with open(log, "w") as out:
         driver = subprocess.Popen(
             [dlgsweep, "run", str(path), "--results", str(results), "--num-cpus", "2"],
-            env={**os.environ, **RAY_ENV}, start_new_session=True, stdout=out, stderr=out,
+            env={**os.environ, **ray_env}, start_new_session=True, stdout=out, stderr=out,
         )  # fmt: skip
     try:
         while not trial_files(sweep_dir) and driver.poll() is None:

@@ -24,9 +24,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import RAY_ENV, trial_files
 
-pytestmark = pytest.mark.slow  # a Ray cluster with its dashboard, real attacks
+pytestmark = [pytest.mark.ray, pytest.mark.cluster]  # `ray start` + dashboard, real attacks
 
 # ports inside this suite's ranges (GCS 6400-6449, workers 20000-20999), none of Ray's defaults
 GCS, DASHBOARD = 6441, 8441
@@ -70,11 +69,11 @@ def _end(tag: str) -> None:
 
 
 @pytest.fixture
-def job_cluster(tmp_path_factory):
+def job_cluster(tmp_path_factory, ray_env):
     """A one-node Ray cluster with the job server; (dashboard URL, env for the `ray` CLI)."""
     tag = uuid.uuid4().hex
     temp_dir = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / f"job-{tag[:6]}"  # short: sockets
-    env = {**os.environ, **RAY_ENV, TAG: tag, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, **ray_env, TAG: tag, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     url = f"http://127.0.0.1:{DASHBOARD}"
     try:
@@ -114,7 +113,9 @@ def _status(url: str, job: str) -> str:
         return json.load(answer)["status"]
 
 
-def test_ray_job_stop_releases_the_lease_and_resume_finishes(job_cluster, tiny_spec, results):
+def test_ray_job_stop_releases_the_lease_and_resume_finishes(
+    job_cluster, tiny_spec, results, trial_files
+):
     import pyarrow.parquet as pq
 
     url, env = job_cluster

@@ -18,6 +18,8 @@ from dlgsweep.cli import main
 from orchestrator.sweep import run_sweep
 from store.sweep_store import SweepStore
 
+pytestmark = pytest.mark.ray  # every test here starts Ray
+
 # ports inside this suite's ranges (GCS 6400-6449, workers 20000-20999)
 HEAD = {"num_cpus": 1, "num_gpus": 1, "gcs_server_port": 6431, "include_dashboard": False,
         "min_worker_port": 20400, "max_worker_port": 20499}  # fmt: skip
@@ -53,20 +55,11 @@ class ResourceWatch:
             self.stop.wait(0.1)
 
 
-def _max_overlap(rows: list[dict]) -> int:
-    events = sorted(
-        [(r["started_at"], 1) for r in rows] + [(r["finished_at"], -1) for r in rows],
-        key=lambda e: (e[0], e[1]),  # a finish before a start at the same instant
-    )
-    running = best = 0
-    for _, step in events:
-        running += step
-        best = max(best, running)
-    return best
-
-
-@pytest.mark.slow
-def test_sweep_spans_both_nodes_and_packs_fractional_gpus(two_nodes, tiny_spec, results, capsys):
+@pytest.mark.ray
+@pytest.mark.cluster
+def test_sweep_spans_both_nodes_and_packs_fractional_gpus(
+    two_nodes, tiny_spec, results, capsys, max_overlap
+):
     address, head_id, worker_id = two_nodes
     spec, path = tiny_spec(
         "multi", grid={"seed": list(range(10))}, attack={"iterations": 10},
@@ -98,5 +91,5 @@ def test_sweep_spans_both_nodes_and_packs_fractional_gpus(two_nodes, tiny_spec, 
     assert watch.least["GPU"] == pytest.approx(2 - 5 * 0.25)
     assert watch.least["CPU"] == pytest.approx(0.0)
     on_worker = [r for r in rows if r["node_id"] == worker_id]
-    assert 1 <= _max_overlap(on_worker) <= 4  # never more than the GPU's four quarters
-    assert _max_overlap([r for r in rows if r["node_id"] == head_id]) == 1
+    assert 1 <= max_overlap(on_worker) <= 4  # never more than the GPU's four quarters
+    assert max_overlap([r for r in rows if r["node_id"] == head_id]) == 1

@@ -15,7 +15,6 @@ import math
 import numpy as np
 import pytest
 import yaml
-from conftest import file_states
 
 from dlgsweep import cli
 from store.replay import SearchState, scores_of
@@ -226,9 +225,9 @@ retries: 0
 """
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_search_through_ray_writes_grid_rows_and_resumes_only_what_is_missing(
-    tmp_path, capsys, monkeypatch
+    tmp_path, capsys, monkeypatch, file_states
 ):
     monkeypatch.setenv("DLGSWEEP_COMPACT_MIN_ROWS", "1000")  # rows stay one file per trial
     path = tmp_path / "search.yaml"

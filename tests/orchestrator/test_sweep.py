@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import file_states, trial_files
 
 from dlgsweep.cli import main
 from orchestrator.progress import SweepProgress
@@ -16,13 +15,15 @@ from store.sweep_store import SweepStore
 from workloads.result import TrialResult
 
 
-@pytest.mark.slow
-def test_run_skips_finished_and_reruns_errored_and_missing(tiny_spec, results, capsys, monkeypatch):
+@pytest.mark.ray
+def test_run_skips_finished_and_reruns_errored_and_missing(
+    tiny_spec, results, capsys, monkeypatch, file_states, trial_files
+):
     spec, path = tiny_spec(
         "cli", grid={"seed": [0, 1], "activation": ["relu", "sigmoid"]},
         resources={"cpu": 1, "gpu": 0.5},
     )  # fmt: skip
-    # a relative --results, as the README types it: Tune runs trials in dirs of their own
+    # a relative --results, as the docs type it: Tune runs trials in dirs of their own
     monkeypatch.chdir(results.parent)
     argv = ["run", str(path), "--results", results.name, "--num-cpus", "2"]
     assert main(argv) == 0

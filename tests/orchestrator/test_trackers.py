@@ -18,11 +18,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import kill_session
 
 from dlgsweep.cli import main
 
-pytestmark = pytest.mark.slow  # an MLflow server and real attacks through Ray Tune
+pytestmark = pytest.mark.ray  # an MLflow server and real attacks through Ray Tune
 
 
 def _free_port() -> int:
@@ -32,7 +31,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
+def mlflow_server(tmp_path, kill_session):
     """`mlflow server` on 127.0.0.1 (a free port), SQLite backend; its http URI."""
     started, port = time.monotonic(), _free_port()
     log = open(tmp_path / "mlflow.log", "w")

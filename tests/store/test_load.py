@@ -10,25 +10,22 @@ import pytest
 
 from store import load
 from store.schema import IMAGE_COLUMNS, SCHEMA
-from tests.analysis_fixtures import GRID, SWEEP, extra_configs, small_frame, small_sweep
 
-__all__ = ["small_frame", "small_sweep"]  # fixtures, imported for pytest
-
-pytestmark = pytest.mark.slow  # the session's sweep fixture runs real attacks on Ray
+pytestmark = pytest.mark.ray  # the session's sweep fixture runs real attacks on Ray
 
 
-def expected_rows() -> int:
+def expected_rows(mini) -> int:
     grid = 1
-    for values in GRID.values():
+    for values in mini.grid.values():
         grid *= len(values)
-    return grid + len(extra_configs(Path("/nonexistent")))
+    return grid + len(mini.extra_configs(Path("/nonexistent")))
 
 
-def test_every_row_once_without_images(small_sweep: Path, small_frame: pl.DataFrame) -> None:
+def test_every_row_once_without_images(small_sweep: Path, small_frame: pl.DataFrame, mini) -> None:
     files = sorted((small_sweep / "trials").glob("*.parquet"))
-    assert small_frame.height == len(files) == expected_rows()
+    assert small_frame.height == len(files) == expected_rows(mini)
     assert small_frame["trial_key"].n_unique() == small_frame.height
-    assert set(small_frame["sweep"].unique()) == {SWEEP}
+    assert set(small_frame["sweep"].unique()) == {mini.name}
     assert not set(IMAGE_COLUMNS) & set(small_frame.columns)
     assert small_frame.columns == [n for n in SCHEMA.names if n not in IMAGE_COLUMNS]
     assert small_frame.filter(pl.col("status") == "error").height == 1
@@ -56,7 +53,7 @@ def test_results_root_uri_and_many_sweeps(small_sweep: Path, tmp_path: Path) -> 
     assert len(load.sweeps(str(root / "a"))) == 1
 
 
-def test_unreadable_and_temp_files_are_skipped(small_sweep: Path, tmp_path: Path) -> None:
+def test_unreadable_and_temp_files_are_skipped(small_sweep: Path, tmp_path: Path, mini) -> None:
     sweep = tmp_path / "copy"
     shutil.copytree(small_sweep, sweep)
     trials_dir = sweep / "trials"
@@ -67,7 +64,7 @@ def test_unreadable_and_temp_files_are_skipped(small_sweep: Path, tmp_path: Path
     (trials_dir / "x.parquet.tmp").write_bytes(good)
     (trials_dir / "notes.txt").write_text("hello")
     trials = load.load(str(sweep))
-    assert trials.frame.height == expected_rows()
+    assert trials.frame.height == expected_rows(mini)
     skipped = {Path(path).name for path, _ in trials.skipped}
     assert skipped == {"half.parquet", "empty.parquet", ".hidden.parquet", "x.parquet.tmp",
                        "notes.txt"}  # fmt: skip
@@ -78,14 +75,16 @@ def test_missing_path_is_an_error(tmp_path: Path) -> None:
         load.load(str(tmp_path / "nowhere"))
 
 
-def test_a_file_missing_newer_columns_loads_with_nulls(small_sweep: Path, tmp_path: Path) -> None:
+def test_a_file_missing_newer_columns_loads_with_nulls(
+    small_sweep: Path, tmp_path: Path, mini
+) -> None:
     """Columns are only ever added to the schema: an older row file lacks some, not a failure."""
     sweep = tmp_path / "old"
     shutil.copytree(small_sweep, sweep)
     path = sorted((sweep / "trials").glob("*.parquet"))[0]
     pl.read_parquet(path).drop("grad_kernel_norms", "node_id").write_parquet(path)
     frame = load.trials(str(sweep))
-    assert frame.height == expected_rows()
+    assert frame.height == expected_rows(mini)
     old = frame.filter(pl.col("trial_key") == path.stem)
     assert old["grad_kernel_norms"][0] is None and old["node_id"][0] is None
     assert frame.schema["grad_kernel_norms"] == pl.List(pl.Float64)

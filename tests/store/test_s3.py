@@ -18,7 +18,7 @@ from orchestrator.lease import SweepBusy, SweepLease, read_holder
 from orchestrator.sweep import run_sweep
 from store.sweep_store import SweepStore
 
-pytestmark = pytest.mark.slow  # real attacks through Ray Tune
+pytestmark = [pytest.mark.ray, pytest.mark.s3]  # a loopback S3 server, attacks via Ray Tune
 
 BUCKET = "dlg-results"
 CREDENTIALS = {

@@ -158,7 +158,6 @@ def test_a_relative_imagefolder_path_is_made_absolute(tmp_path, monkeypatch):
     assert _ok(run_trial(config.replace(iterations=2))).ground_truth.shape == (1, 28, 28, 1)
 
 
-@pytest.mark.slow
 def test_quality_on_real_images_sigmoid_beats_relu():
     """The issue's bar: McMahan CNN, xavier_normal, B=1, cosine, adam 0.1, 500 it, iDLG."""
 
