@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 
 import pyarrow.fs as pafs
@@ -48,6 +49,51 @@ def test_a_second_run_is_refused_naming_the_first(tmp_path):
     assert read_holder(store) is None  # released
     with SweepLease(store, "again"):
         pass
+
+
+def _race(store: SweepStore, racers: int) -> list[SweepLease]:
+    """`racers` runs try to take the lease at the same instant; the ones that got it."""
+    start = threading.Barrier(racers)
+    won: list[SweepLease] = []
+    errors: list[BaseException] = []
+
+    def race(i: int) -> None:
+        lease = SweepLease(store, f"racer {i}", warn=lambda *_: None)
+        start.wait()
+        try:
+            lease.acquire()
+            won.append(lease)
+        except SweepBusy:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return won
+
+
+def test_runs_released_at_the_same_instant_never_both_hold_the_lease(tmp_path):
+    """The create-if-absent step, raced: 4 acquirers released together, 200 times, exactly one
+    holds the lease each time and it is the one in .lock. A check-then-write (read the holder,
+    then write the lease) in place of the atomic create lets two through (checked: it fails)."""
+    doubles = []
+    for round_ in range(200):
+        store = SweepStore(str(tmp_path / f"s{round_}"))
+        won = _race(store, racers=4)
+        try:
+            if len(won) != 1:
+                doubles.append((round_, len(won)))
+            holder = read_holder(store)
+            assert holder is not None and holder.run in {lease.run for lease in won}
+        finally:
+            for lease in won:
+                lease.release()
+    assert doubles == [], f"rounds with other than one holder: {doubles}"
 
 
 def test_a_dead_drivers_lease_on_this_host_is_taken_over_at_once(tmp_path):
