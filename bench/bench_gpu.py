@@ -793,6 +793,32 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def self_check() -> None:
+    """The projection's arithmetic on rows of known timing (tests/orchestrator/test_gpu_path.py
+    runs `bench_gpu.py --self-check`): AssertionError when a figure is off."""
+    import math
+
+    def near(a: float, b: float) -> bool:
+        return math.isclose(a, b, rel_tol=1e-6)
+
+    # two trials of 10 iterations at 0.1 s/it plus 1 s outside the iterations, side by side on
+    # 2 slots for 2 s: the slots were full; at 500 iterations each is 51 s
+    rows = [
+        {"status": "ok", "seconds_per_iteration": 0.1, "iterations_run": 10, "wall_seconds": 2.0,
+         "started_at": 100.0, "finished_at": 102.0, "error": None},
+    ] * 2  # fmt: skip
+    summary = packing_summary(rows, 2, 5.0, {"util_mean": None})
+    assert summary["occupancy"] == 1.0 and summary["steady_s"] == 2.0, summary
+    assert near(summary["projected_paper_s"], 2 * 51.0 * 960 / 2 / 2), summary
+    assert near(summary["iterations_share"], 0.5), summary
+    assert near(summary["trials_per_min"], 60.0), summary
+    # one slot, three 2 s trials started 3 s apart: 1 s of every 3 went between trials
+    queued = [{**rows[0], "started_at": t, "finished_at": t + 2.0} for t in (0.0, 3.0, 6.0)]
+    assert near(packing_summary(queued, 1, 9.0, {})["occupancy"], 4 / 6)
+    rec = recommend([summary, {**summary, "trials_per_gpu": 4, "gpu_share": 0.25}])
+    assert rec is not None and rec["trials_per_gpu"] == 2, rec  # equal: fewer trials per GPU
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -813,7 +839,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--slice-iterations", type=int, help="iterations per slice trial")
     parser.add_argument("--skip-attack", action="store_true", help="packing only")
+    parser.add_argument(
+        "--self-check", action="store_true", help="check the projection's arithmetic, then exit"
+    )
     args = parser.parse_args(argv)
+    if args.self_check:
+        self_check()
+        print("self-check ok")
+        return 0
 
     import torch
 

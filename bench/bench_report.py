@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +31,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis import charts, findings  # noqa: E402
+from analysis.query import query  # noqa: E402
 from analysis.report import build_report  # noqa: E402
-from dlgsweep.commands.query import query  # noqa: E402
 from store import load  # noqa: E402
 from store.schema import CONFIG_COLUMNS, row_table  # noqa: E402
 from workloads.config import TrialConfig  # noqa: E402
@@ -129,12 +131,104 @@ def chart_mb(page: str) -> dict[str, float]:
     return {name: len(json.dumps(spec)) / 2**20 for name, spec in specs.items()}
 
 
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return name
+    raise RuntimeError("no chromium on PATH: apt-get update && apt-get install -y chromium")
+
+
+class _Page:
+    """Headless chromium over the DevTools protocol (aiohttp's websocket client, which Ray
+    installs): just what `open_seconds` needs, send a command and read its result."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.ids = itertools.count(1)
+
+    def __enter__(self) -> _Page:
+        import asyncio
+
+        self.profile = tempfile.mkdtemp(prefix="dlgsweep-bench-cdp-")
+        self.process = subprocess.Popen(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={self.profile}",
+             "--remote-debugging-port=0", "--window-size=1400,1000", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        port_file = Path(self.profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + self.timeout
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.__exit__()
+                raise RuntimeError("chromium did not open its DevTools port")
+            time.sleep(0.1)
+        self.port = int(port_file.read_text().splitlines()[0])
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self._connect())
+        return self
+
+    async def _connect(self) -> None:
+        import aiohttp
+
+        self.http = aiohttp.ClientSession()
+        async with self.http.get(f"http://127.0.0.1:{self.port}/json/list") as response:
+            targets = json.loads(await response.text())
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = await self.http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+        await self._send("Page.enable")
+
+    async def _send(self, method: str, **params) -> dict:
+        import asyncio
+
+        ident = next(self.ids)
+        await self.ws.send_json({"id": ident, "method": method, "params": params})
+        while True:
+            message = await asyncio.wait_for(self.ws.receive_json(), self.timeout)
+            if message.get("id") == ident:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def call(self, method: str, **params) -> dict:
+        return self.loop.run_until_complete(self._send(method, **params))
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still falsy after {self.timeout}s: {expression}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        loop = getattr(self, "loop", None)
+        if loop is not None:
+
+            async def close() -> None:
+                if getattr(self, "ws", None) is not None:
+                    await self.ws.close()
+                await self.http.close()
+
+            try:
+                loop.run_until_complete(close())
+            finally:
+                loop.close()
+        self.process.kill()  # our own chromium, by its process object
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
 def open_seconds(page: Path, runs: int = 3) -> list[float]:
     """Seconds from navigation start until every chart of the page is drawn (the page sets
     `data-rendered`), in headless chromium driven over the DevTools protocol as the browser
     tests drive it; the moment is taken in the page (performance.now()), once per run."""
-    from tests.analysis_fixtures import Browser
-
     watch = (
         "new MutationObserver(() => { if (!window.drawnAt && document.body &&"
         " (document.body.dataset.rendered || document.body.dataset.error))"
@@ -142,12 +236,13 @@ def open_seconds(page: Path, runs: int = 3) -> list[float]:
         " subtree: true, attributeFilter: ['data-rendered', 'data-error']});"
     )
     times = []
-    with Browser(timeout=180) as browser:
+    with _Page(timeout=180) as browser:
         browser.call("Page.addScriptToEvaluateOnNewDocument", source=watch)
         for _ in range(runs):
-            browser.open("about:blank")
+            browser.call("Page.navigate", url="about:blank")
+            browser.wait_for("document.readyState === 'complete'")
             browser.call("Page.navigate", url=page.as_uri())
-            browser.wait_for("window.drawnAt", timeout=180)
+            browser.wait_for("window.drawnAt")
             error = browser.evaluate("document.body.dataset.error")
             if error:
                 raise RuntimeError(f"{page}: {error}")

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dlgsweep.commands.query import query  # noqa: E402
+from analysis.query import query  # noqa: E402
 from store import load  # noqa: E402
 from store import rows as row_files  # noqa: E402
 from store import sweep_store as sink  # noqa: E402

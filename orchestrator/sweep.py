@@ -42,6 +42,7 @@ from store.replay import SearchState
 from store.rows import FINISHED
 from store.spec import SweepSpec
 from store.sweep_store import COMPACT_MIN_ROWS, SweepStore
+from store.uri import writable_folder
 from workloads.config import TrialConfig
 
 _USER_TUNE_LOGGERS = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
@@ -155,6 +156,8 @@ def run_sweep(
     address = options.address or os.environ.get("RAY_ADDRESS")
     if address:
         check_reachable(address)  # before anything is written
+    if options.tune_storage:  # Tune writes there from inside Ray: a bad path fails now instead
+        writable_folder(options.tune_storage, "--tune-storage")
     store = SweepStore.of(results, spec.name, flag=options.flag)
     store.check_writable()
     command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) or "run_sweep"

@@ -232,7 +232,7 @@ timeout 300 "$RAY" job submit --address "$DASH" --submission-id "e2e-probe-$TAG"
 grep '^probe' "$E2E/logs/job_probe.log"
 T_PROBE=$(($(date +%s) - t))
 
-# --- a small sweep through the README's path: ray job submit -- dlgsweep run ---
+# --- a small sweep through the docs' path (how-to/cluster.md): ray job submit -- dlgsweep run ---
 SPEC="$E2E/spec.yaml"
 cat >"$SPEC" <<'EOF'
 name: e2e-cluster

@@ -1,7 +1,8 @@
 """Helpers for scripts/local_cluster_e2e.sh: ports, config rendering, tagged-process cleanup.
 
 Subcommands:
-  ports   pick a free port slot on this host; prints `export NAME=value` lines
+  ports   pick a free port slot on this host; prints `export NAME=value` lines (--list: the
+          ports of every slot, as JSON)
   render  turn orchestrator/cluster/local.yaml into the config the e2e brings up on loopback
   kill    end every process carrying DLGSWEEP_E2E_TAG=<tag> in its environment (plus the given
           pids and their descendants), TERM then KILL; never this process or its ancestors
@@ -90,6 +91,9 @@ def _port_free(port: int) -> bool:
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
+    if args.list:  # the port plan itself, every slot (tests/orchestrator/test_cluster_config.py)
+        print(json.dumps([slot_ports(slot) for slot in range(SLOTS)]))
+        return 0
     for slot in range(SLOTS):
         ports = slot_ports(slot)
         lo, hi = ports["HEAD_MIN_WORKER_PORT"], ports["WORKER_MAX_WORKER_PORT"]
@@ -610,7 +614,9 @@ def cmd_authcheck(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("ports").set_defaults(func=cmd_ports)
+    p = sub.add_parser("ports")
+    p.add_argument("--list", action="store_true", help="print every slot's ports as JSON")
+    p.set_defaults(func=cmd_ports)
     p = sub.add_parser("render")
     for name in ("template", "out", "key", "user", "tmp", "tag", "head-ip", "worker-ip"):
         p.add_argument(f"--{name}", required=True)

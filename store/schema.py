@@ -1,7 +1,7 @@
 """The one results schema: every trial is one row of this, whatever happened to it.
 
-Column names here are a public contract (DESIGN.md, "Names other tools rely on"): scripts and
-notebooks outside the package read them. Add columns; never rename or drop one.
+Column names here are a public contract (docs/reference/contract.md): scripts and notebooks
+outside the package read them. Add columns; never rename or drop one.
 
 The row is declared once, in three dataclasses, and everything else derives from them (optuna
 builds `trials_dataframe` from `FrozenTrial`): the run's bookkeeping (`RowHead`: sweep,

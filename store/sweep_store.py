@@ -154,6 +154,8 @@ class SweepStore:
 
     def check_writable(self) -> None:
         """Create the sweep folder now, so a path that can't hold results fails before Ray."""
+        if self.fs.get_file_info(self.path).type == pafs.FileType.File:
+            raise StoreError(f"{self.flag}: {self.uri!r} is a file; expected {URI_HINT}")
         try:
             self.fs.create_dir(join(self.path, TRIALS), recursive=True)
         except (OSError, pa.ArrowException) as exc:

@@ -69,3 +69,26 @@ def open_fs(uri: str, flag: str = "results") -> tuple[pafs.FileSystem, str]:
         raise StoreError(
             f"{flag}: cannot open {uri!r} (scheme {scheme!r}: {reason}); expected {URI_HINT}"
         ) from None
+
+
+def writable_folder(uri: str, flag: str) -> tuple[pafs.FileSystem, str]:
+    """The folder at `uri` (a path or URI), created if absent: StoreError naming `flag` when it
+    is a file, sits under a file, or cannot be created; nothing is written otherwise."""
+    fs, path = open_fs(uri, flag)
+    path = path.rstrip("/") or path
+    try:
+        info = fs.get_file_info(path)
+    except (OSError, pa.ArrowException):  # a parent that is a file, on some filesystems
+        info = None
+    if info is not None and info.type == pafs.FileType.File:
+        raise StoreError(f"{flag}: {uri!r} is a file; expected a folder: {URI_HINT}")
+    if info is not None and info.type == pafs.FileType.Directory:
+        return fs, path
+    try:
+        fs.create_dir(path, recursive=True)
+    except (OSError, pa.ArrowException) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(
+            f"{flag}: cannot create {uri!r} ({reason}); expected {URI_HINT} this process can write"
+        ) from None
+    return fs, path

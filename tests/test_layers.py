@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("dlgsweep", "workloads", "store", "orchestrator", "analysis")
 BOTTOM = ("dlgsweep.errors", "dlgsweep.extras")
-CLI = ("dlgsweep.cli", "dlgsweep.commands")
+CLI = ("dlgsweep.cli", "dlgsweep.commands", "dlgsweep.reference")  # the top
 # what each layer may import, beside the standard library, third parties and BOTTOM
 ALLOWED = {
     "workloads": {"workloads"},

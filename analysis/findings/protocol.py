@@ -9,7 +9,7 @@ import polars as pl
 from analysis.findings.rows import levels_text as _levels_text
 from store.load import result_rows
 
-# The seed study's own protocol (its slides and its code; DESIGN.md "Replication").
+# The seed study's own protocol (its slides and its code; docs/reference/contract.md).
 DECK_PROTOCOL: dict[str, tuple[Any, str]] = {
     "dataset": ("cifar10", "CIFAR-10"),
     "iterations": (500, "500 iterations"),
