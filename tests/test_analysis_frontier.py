@@ -211,8 +211,12 @@ def test_a_censored_seed_is_null_and_counted(tmp_path: Path) -> None:
     assert frontier.censored_text(found.thresholds).startswith("2 of 32 seed thresholds censored")
     sigmoid = next(f for f in found.findings["cens"] if f.key == "frontier_sigmoid_vs_relu")
     assert "Sigmoid 2 of 16 (2 not defeated in range)" in sigmoid.evidence
-    assert sigmoid.n == 3  # seed 3 lacks a pair in two strata: left out of the balanced estimate
-    assert "1 of 4 seeds left out" in sigmoid.evidence
+    # issue 22: the censored seed enters as the bound it is (its threshold above the range),
+    # never left out (which keeps only the seeds on one side) and never imputed
+    assert sigmoid.n == 4 and sigmoid.estimate.censored == 1
+    low, high = sigmoid.estimate.bounds[3]  # seed 3: a lower bound only
+    assert high == math.inf and low > 0
+    assert "left out" not in sigmoid.evidence and "sign test" in sigmoid.evidence
 
 
 # -- findings: verdicts on the thresholds -------------------------------------------------------
@@ -280,7 +284,13 @@ def test_outcomes_at_the_range_ends(tmp_path: Path) -> None:
     assert found.table.filter(pl.col("activation") == "sigmoid")["strength"][0] is None
     assert found.thresholds["threshold"].null_count() == found.thresholds.height
     sigmoid = _finding(found, "frontier_sigmoid_vs_relu")
-    assert sigmoid.verdict == NOT_ENOUGH and "censored" in sigmoid.evidence
+    # every seed's difference is known only by its bounds (ReLU below 1e-4, Sigmoid above 1):
+    # each proves Sigmoid > ReLU by at least the range's 4 decades, but 4 seeds' signs are a
+    # sign test's p = 2/16: inconclusive, on what the bounds prove (never "not enough data")
+    assert sigmoid.verdict == INCONCLUSIVE, sigmoid.evidence
+    assert all(low >= 4.0 - 1e-9 and high == math.inf for low, high in sigmoid.estimate.bounds)
+    assert sigmoid.p == pytest.approx(2 / 16)
+    assert "every seed censored in" in sigmoid.evidence
     spec = frontier.frontier_chart(found.table, found.search).to_dict()
     rows = next(iter(spec["datasets"].values()))
     placed = {r["activation"]: (r["y"], r["outcome"]) for r in rows}
