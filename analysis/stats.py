@@ -309,10 +309,13 @@ def one_sided_n(gap: float, sd: float, alpha: float = ALPHA / 2, power: float = 
         return MIN_REPLICATES
     if detectable_shift(MAX_REPLICATES_ADVISED, sd, alpha, power) > gap:
         return MAX_REPLICATES_ADVISED + 1
+    if detectable_shift(MIN_REPLICATES, sd, alpha, power) <= gap:  # the fewest seeds suffice
+        return MIN_REPLICATES
     n = _one_sided_power().solve_power(
         effect_size=gap / sd, nobs=None, alpha=alpha, power=power, alternative="larger"
     )
-    return max(MIN_REPLICATES, math.ceil(float(np.atleast_1d(n)[0]) - 1e-9))
+    n = float(np.atleast_1d(n)[0])
+    return max(MIN_REPLICATES, math.ceil(n - 1e-9)) if math.isfinite(n) else MIN_REPLICATES
 
 
 def tost_power(mu: float, sd: float, n: int, margin: float, alpha: float = ALPHA) -> float:

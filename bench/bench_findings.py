@@ -77,8 +77,8 @@ def cases() -> list[Case]:
     relu_detect = detectable_shift(n, sd)
     # pruning_defends on one stratum (sigmoid): the pair difference has sd * sqrt(2)
     prune_detect = detectable_shift(n, sd * math.sqrt(2))
-    # uniform_vs_normal on one stratum (xavier), two activations: per-seed sd = sd; the noise
-    # at which the narrowest provable margin is the claim's 2 dB
+    # uniform_vs_normal on one cell (xavier, relu): per-seed sd = noise * sqrt(2); equiv_sd is
+    # the per-seed sd at which the narrowest provable margin is the claim's 2 dB
     equiv_sd = findings.MARGIN_DB / tost_margin(n, 1.0)
     relu = lambda c, d: 20 + (d if c["activation"] == "relu" else 0)  # noqa: E731
     pruned = lambda c, d: 25 - (d(c) if c["prune"] == "small" else 0)  # noqa: E731
@@ -143,9 +143,12 @@ def cases() -> list[Case]:
         Case("opposite strata (+6 Xavier / -6 Kaiming)", "uniform_vs_normal", equiv_grid,
              lambda c: uniform(c, lambda c: 6.0 * _sign(FAMILY[c["init_method"]] == "xavier")),
              [("contradicted", ">=", 0.95), ("supported", "<=", 0.05)], false_supported=True),
-        Case(f"no effect, noise at the provable margin (sd {equiv_sd:.2f})", "uniform_vs_normal",
-             {**equiv_grid, "init_method": ["xavier_normal", "xavier_uniform"]},
-             lambda c: uniform(c, lambda _: 0.0), [("supported", "~", 0.80)], noise=equiv_sd),
+        Case(f"no effect, one cell, noise at the provable margin ({equiv_sd / math.sqrt(2):.2f})",
+             "uniform_vs_normal",
+             {**equiv_grid, "init_method": ["xavier_normal", "xavier_uniform"],
+              "activation": ["relu"]},
+             lambda c: uniform(c, lambda _: 0.0), [("supported", "~", 0.80)],
+             noise=equiv_sd / math.sqrt(2)),
         # margin: unpruned - pruned 20% > 2 dB
         Case("at the margin (2 dB)", "pruning_defends", prune_grid,
              lambda c: pruned(c, lambda _: 2.0), [("supported", "<=", 0.025)],
@@ -454,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     worst, failed, gated = 0.0, 0, 0
     started = time.time()
     for i, case in enumerate(cases()):
-        label = f"{case.key} shape {case.shape} {case.name}"
+        label = f"{case.key} shape {case.shape or '-'} {case.name}"
         if args.only and args.only not in label:
             continue
         run(case, args.reps, args.seed + i)

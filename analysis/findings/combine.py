@@ -16,9 +16,11 @@ averages over). From them:
     "defends") hold only where they hold everywhere: in every cell, that is every stratum at
     every level (and combination of levels) of the axes it averages over, so that opposite
     effects cancelling over an averaged axis never read as "no variation": intersection-union,
-    each cell at the full 5% level (Berger 1982: no adjustment needed). A cell, stratum or
-    level that decisively contradicts decides "contradicted" (unless another supports:
-    "mixed"), even where another cell has too few seeds: a settled refutation is kept.
+    each cell at the full 5% level (Berger 1982: no adjustment needed). A stratum, level or
+    cell that decisively contradicts (Bonferroni over all of them) decides "contradicted"
+    (unless another supports: "mixed"), even where a cell has too few seeds: a settled
+    refutation is kept. Effects that cancel within every level (an interaction) show only in
+    the cells.
   * directional claims (ReLU < Sigmoid, each step of the order, the slopes, the spread) are
     about the average effect: the equal-weight main effect decides, at 5%, and a heterogeneity
     check guards it: a stratum (or a level of an averaged-over axis) decisively on the other
@@ -292,7 +294,7 @@ def _decide(a: Assessment) -> Assessment:
 
     Disagreement is looked for among the strata, among the levels of each averaged-over axis
     and among the cells (not between a stratum and a level: a stratum's "holds" averages over
-    that axis)."""
+    that axis); a margin or equivalence claim holds only if it holds in every cell."""
     from dataclasses import replace
 
     rule, checks = a.rule, [*a.strata, *a.levels, *a.cells]

@@ -115,7 +115,9 @@ def build(claim: Claim, parts: list, score: str, extra: str = "", why: str = "")
     if math.isfinite(detectable):
         kind = "narrowest margin provable at 0" if rule.kind == "equivalent" else (
             "smallest detectable effect")  # fmt: skip
-        lines.append(f"{kind} {detectable:.2f} {deciding_unit} (80% power, n={judged.n})")
+        every = (f"; per cell: the claim must hold in all {len(deciding.cells)} cells"
+                 if deciding.cells else "")  # fmt: skip
+        lines.append(f"{kind} {detectable:.2f} {deciding_unit} (80% power, n={judged.n}{every})")
     if needed is not None:
         lines.append(f"about {_seeds(needed)} seeds to decide at this effect")
     if extra:
