@@ -13,11 +13,15 @@ the search from them (`SearchState.of`, the same replay `run` and `resume` make)
   scores at the strengths the search evaluated (`frontier.bracket`), interpolated linearly on
   the search's scale (log10 for log) between the last point at or above the target and the
   first below it. A seed whose fit never crosses inside the points it has (not defeated at the
-  strongest, or defeated at the weakest) is censored: a null threshold, counted, never imputed.
+  strongest, or defeated at the weakest) is censored: a null threshold, counted, never imputed,
+  with the bounds it does have (`position_low`, `position_high`: beyond the strongest point, or
+  before the weakest).
 - `frontier_findings`: claims about the thresholds with the findings engine's verdicts
   (analysis.findings: matched pairs per seed, strata, balance over complete seeds, mixed,
   inconclusive, not enough data): "Sigmoid needs a stronger defense than ReLU", "Kaiming needs
-  a stronger defense than Xavier", in decades for a log search.
+  a stronger defense than Xavier", in decades for a log search. A censored seed enters as its
+  bounds (sign tests on what they prove), never dropped, so a stratum whose arm is censored
+  still speaks, and only as far as its bounds go.
 - `frontier_chart`: the strength needed per init x activation, one panel per model.
 
 `sweep_frontier(path, frame)` does all of it for the report (None without a search section).
