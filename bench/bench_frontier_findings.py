@@ -24,16 +24,22 @@ share of each verdict beside what it should be:
 - opposite signs in the two strata (Xavier +, Kaiming -): no main effect, so `supported` and
   `contradicted` are errors; `mixed` is the power to see the disagreement;
 - censoring: a cell whose seeds are partly beyond the range (not defeated at the strongest
-  noise): those seeds are left out, never imputed; what the verdicts do then.
+  noise): those seeds enter as bounds (sign tests), never imputed, never left out; what the
+  verdicts do then;
+- issue 22's shapes (the `shape` column): equal mean thresholds with one side's seeds more
+  spread near either end of the range (6: `supported` and `contradicted` are errors), and
+  Xavier-ReLU defeated at the weakest noise with Sigmoid needing more under Xavier and less
+  under Kaiming (7: `mixed` is right, `supported` and `contradicted` errors).
 
 Alongside, per case, how well the per-seed thresholds recover the truth: the share censored
 and of the uncensored ones, against each seed's true threshold: their bias and RMSE (decades)
 and the share off by more than two lattice steps.
 
-    python bench/bench_frontier_findings.py                 # 100 sweeps per case (2-8 min
+    python bench/bench_frontier_findings.py                 # 100 sweeps per case (8-20 min
                                                             # on 2 shared cores)
     python bench/bench_frontier_findings.py --reps 40 --check   # reduced; exit 1 if a case's
-                                                               # false `supported` exceeds 10%
+                                                               # false decisive share > 10% or a
+                                                               # row > 3.5 MC errors off
 """
 
 from __future__ import annotations
