@@ -181,8 +181,10 @@ def assess(
     shown = [c for c in varying if not (c in SOURCES and set(SOURCES[c]) & set(varying))]
     pooled = tuple(f"{c} ({levels_text(units[c].unique().to_list())})" for c in shown)
     cell_cols = [*strata, *varying]
-    cells = units.group_by([*cell_cols, "seed"]).agg(
-        pl.col("effect").mean(), pl.col("effect_low").mean(), pl.col("effect_high").mean()
+    cells = units.group_by([*cell_cols, "seed"]).agg(  # a censored unit: the cell's effect NaN
+        pl.col("effect").fill_null(float("nan")).mean(),
+        pl.col("effect_low").mean(),
+        pl.col("effect_high").mean(),
     )
     matrix, seeds, ids = _matrix(cells, cell_cols)
     data = (_matrix(cells, cell_cols, "effect_low")[0], _matrix(cells, cell_cols, "effect_high")[0])
