@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RESULTS ?= results
 REPORT  ?= report
-NO_MARKERS := not ray and not browser and not s3 and not cluster and not quality
+NO_MARKERS := not ray and not browser and not s3 and not cluster and not long
 
 .PHONY: demo test check docs e2e-cluster bench lint install clean
 

@@ -13,11 +13,15 @@ the search from them (`SearchState.of`, the same replay `run` and `resume` make)
   scores at the strengths the search evaluated (`frontier.bracket`), interpolated linearly on
   the search's scale (log10 for log) between the last point at or above the target and the
   first below it. A seed whose fit never crosses inside the points it has (not defeated at the
-  strongest, or defeated at the weakest) is censored: a null threshold, counted, never imputed.
+  strongest, or defeated at the weakest) is censored: a null threshold, counted, never imputed,
+  with the bounds it does have (`position_low`, `position_high`: beyond the strongest point, or
+  before the weakest).
 - `frontier_findings`: claims about the thresholds with the findings engine's verdicts
   (analysis.findings: matched pairs per seed, strata, balance over complete seeds, mixed,
   inconclusive, not enough data): "Sigmoid needs a stronger defense than ReLU", "Kaiming needs
-  a stronger defense than Xavier", in decades for a log search.
+  a stronger defense than Xavier", in decades for a log search. A censored seed enters as its
+  bounds (sign tests on what they prove), never dropped, so a stratum whose arm is censored
+  still speaks, and only as far as its bounds go.
 - `frontier_chart`: the strength needed per init x activation, one panel per model.
 
 `sweep_frontier(path, frame)` does all of it for the report (None without a search section).
@@ -25,6 +29,7 @@ the search from them (`SearchState.of`, the same replay `run` and `resume` make)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -35,6 +40,7 @@ from analysis.charts.derive import ChartSkipped
 from analysis.findings import NOT_ENOUGH, Claim, Finding, check, prepare
 from analysis.findings.claims import Compare
 from analysis.findings.finding import build, with_holm
+from analysis.findings.rows import bounds_of
 from analysis.stats import Rule
 from store.replay import Cell, SearchState, bracket, scores_of
 from store.search import AXES, DEFEATED_AT_WEAKEST, FAILED, FOUND, NOT_DEFEATED, SEARCHING
@@ -160,12 +166,15 @@ def frontier_table(
 
 @dataclass(frozen=True)
 class Crossing:
-    """One seed's own threshold in one cell (None when censored, with the reason)."""
+    """One seed's own threshold in one cell (None when censored, with the reason, and the
+    bounds the censoring leaves: below the weakest point, or above the strongest)."""
 
     threshold: float | None  # in the axis's units
     position: float | None  # on the search's scale (log10 of the threshold for log)
     censored: str | None  # NOT_DEFEATED | DEFEATED_AT_WEAKEST | NO_SCORES | None
     points: int  # scored points of this seed
+    low: float | None = None  # the position's bounds: equal to it when it is known;
+    high: float | None = None  # -inf / +inf on the open side when censored; None: no scores
 
 
 def crossing(search: Search, strengths: list[float], scores: dict[int, float],
@@ -177,20 +186,23 @@ def crossing(search: Search, strengths: list[float], scores: dict[int, float],
     if not indices:
         return Crossing(None, None, NO_SCORES, 0)
     fit, k0, k1 = bracket([scores[i] for i in indices], [1.0] * len(indices), target)
-    if k1 is None:
-        return Crossing(None, None, NOT_DEFEATED, len(indices))
-    if k0 is None:
-        return Crossing(None, None, DEFEATED_AT_WEAKEST, len(indices))
+    first, last = (search.position(strengths[indices[k]]) for k in (0, -1))
+    if k1 is None:  # never below the target: the threshold lies beyond the strongest point
+        return Crossing(None, None, NOT_DEFEATED, len(indices), float(last), math.inf)
+    if k0 is None:  # below it already at the weakest point: the threshold lies before it
+        return Crossing(None, None, DEFEATED_AT_WEAKEST, len(indices), -math.inf, float(first))
     x0, x1 = (search.position(strengths[indices[k]]) for k in (k0, k1))
     share = (fit[k0] - target) / (fit[k0] - fit[k1])  # in (0, 1]: fit[k0] >= target > fit[k1]
     position = x0 + float(share) * (x1 - x0)
     threshold = 10**position if search.scale == "log" else position
-    return Crossing(float(threshold), position, None, len(indices))
+    return Crossing(float(threshold), position, None, len(indices), position, position)
 
 
 def seed_thresholds(state: SearchState) -> pl.DataFrame:
     """One row per (cell, seed): `variant`, `cell`, seed, threshold (axis units), position (on
-    the search's scale), censored (why it is null), points (scored), every config field.
+    the search's scale), position_low / position_high (its bounds: equal to it when known,
+    open on one side, -inf or +inf, when censored; null without scores), censored (why the
+    threshold is null), points (scored), every config field.
     The scores are those the search was replayed from (`state`, `replay`)."""
     configs = cell_configs(state)
     records = []
@@ -204,16 +216,18 @@ def seed_thresholds(state: SearchState) -> pl.DataFrame:
             records.append({
                 "variant": cell.variant or None, "cell": cell.label(), "seed": seed,
                 "threshold": found.threshold, "position": found.position,
+                LOW: found.low, HIGH: found.high,
                 "censored": found.censored, "points": found.points, **configs[cell],
             })  # fmt: skip
-    schema = {"threshold": pl.Float64, "position": pl.Float64, "censored": pl.String,
-              "variant": pl.String}  # fmt: skip
+    schema = {"threshold": pl.Float64, "position": pl.Float64, LOW: pl.Float64,
+              HIGH: pl.Float64, "censored": pl.String, "variant": pl.String}  # fmt: skip
     return pl.DataFrame(records, schema_overrides=schema, infer_schema_length=None)
 
 
 # -- findings ------------------------------------------------------------------------------------
 
 VALUE = "position"  # the findings' value column: the threshold on the search's scale
+LOW, HIGH = bounds_of(VALUE)  # its bounds: a censored threshold enters the findings as these
 
 
 def _levels_present(
@@ -229,11 +243,11 @@ def _levels_present(
         if missing:
             return (f"the search has no {' or '.join(missing)} cells ({column}: "
                     f"{', '.join(sorted(map(str, present - {None})))})")  # fmt: skip
-        crossed = rows.filter(pl.col(VALUE).is_not_null())
+        known = rows.filter(pl.col(LOW).is_not_null()) if LOW in rows.columns else rows.clear()
         lost = [lab for lev, lab in zip(levels, labels)
-                if crossed.filter(pl.col(column) == lev).is_empty()]  # fmt: skip
+                if known.filter(pl.col(column) == lev).is_empty()]  # fmt: skip
         if lost:
-            return f"every seed's threshold is censored for {' and '.join(lost)}"
+            return f"no seed of {' and '.join(lost)} has a scored point"
         return None
 
     return why
@@ -242,7 +256,9 @@ def _levels_present(
 def _censored_note(
     column: str, levels: tuple[Any, Any], labels: tuple[str, str]
 ) -> Callable[[pl.DataFrame, str], str]:
-    """`Claim.extra`: how many seed thresholds of each side were censored (left out)."""
+    """`Claim.extra`: how many seed thresholds of each side were censored (they enter as
+    bounds), and the cells whose every seed is censored (a stratum whose arm is known only by
+    its bounds: it decides only what they prove)."""
 
     def note(rows: pl.DataFrame, value: str) -> str:
         parts = []
@@ -252,7 +268,18 @@ def _censored_note(
             why = ", ".join(f"{n} {c}" for c, n in sorted(
                 lost.group_by("censored").len().iter_rows(), key=lambda t: str(t[0])))  # fmt: skip
             parts.append(f"{label} {lost.height} of {side.height}" + (f" ({why})" if why else ""))
-        return "censored seed thresholds, left out (never imputed): " + "; ".join(parts)
+        text = ("censored seed thresholds, entered as bounds (sign tests on what they prove; "
+                "never imputed, never dropped): " + "; ".join(parts))  # fmt: skip
+        if "cell" in rows.columns:
+            cells = (
+                rows.filter(pl.col(column).is_in(list(levels)))
+                .group_by("cell")
+                .agg(pl.col(value).is_null().all().alias("all"), pl.col("censored").first())
+            )
+            whole = sorted(f"{c} ({why})" for c, every, why in cells.iter_rows() if every)
+            if whole:
+                text += "; every seed censored in: " + ", ".join(whole)
+        return text
 
     return note
 

@@ -77,12 +77,15 @@ over strata. <span class='verdict-supported'>supported</span>: the data carry th
 decisively disagree: it holds for some and is contradicted for others, named;
 <span class='verdict-inconclusive'>inconclusive</span>: neither, with the smallest effect these
 seeds could decide (80% power) and the seeds a decision would need at the observed effect;
-<span class='verdict-not-enough-data'>not enough data</span>: fewer than 2 complete seeds or a
-level missing. Margin and equivalence claims ("big effect", "defends", "no big variation", "low
-effect"; margin {margin:g} dB, equivalence by TOST) must hold in every stratum; directional
-claims are decided on the main effect, guarded by a per-stratum check (Bonferroni over strata).
-Every verdict here is computed on <b>{score}</b>. Holm: does the verdict survive adjusting for
-all the claims decided in this column? Per-stratum verdicts (details) are descriptive.</p>"""
+<span class='verdict-not-enough-data'>not enough data</span>: fewer than 2 complete seeds.
+Claims the sweep cannot test at all (a level, field or column missing) are listed in one line
+under the table. Margin and equivalence claims ("big effect", "defends", "no big variation",
+"low effect"; margin {margin:g} dB, equivalence by TOST) must hold in every cell: every stratum
+at every level of the axes they average over; directional claims are decided on the main
+effect, guarded by a per-stratum check (Bonferroni over strata). Every verdict here is computed
+on <b>{score}</b>. Holm: does the verdict survive adjusting for every claim tested in this
+column, decided or not? Per-stratum verdicts (details) are descriptive. A frontier threshold
+beyond the searched range enters as the bound it is (sign tests), never imputed or dropped.</p>"""
 
 
 @dataclass
@@ -645,13 +648,18 @@ def findings_html(parts: list[SweepPart]) -> str:
         return ""
     head = "".join(f"<th>{html.escape(p.name)}</th>" for p in parts)
     rows = [f"<table class='findings'><tr><th>seed's claim</th><th>test</th>{head}</tr>"]
+    untested = not_tested(parts)
     for i, first in enumerate(parts[0].findings):
+        if first.key in untested:
+            continue
         cells = "".join(f"<td>{_verdict_cell(p.findings[i])}</td>" for p in parts)
         rows.append(
             f"<tr><td>{html.escape(first.claim)} <span class='note'>({first.key})</span></td>"
             f"<td class='small'>{html.escape(first.test)}</td>{cells}</tr>"
         )
     rows.append("</table>")
+    if untested:
+        rows.append("<p class='small'>" + html.escape(not_tested_line(untested)) + "</p>")
     details = []
     for p in parts:
         items = "".join(
@@ -660,10 +668,29 @@ def findings_html(parts: list[SweepPart]) -> str:
             f"{html.escape(f.score)})</summary>"
             f"<p class='small'>{html.escape(f.evidence)}</p>{_strata_table(f)}</details>"
             for f in p.findings
+            if f.key not in untested
         )
         title = f"Evidence: {html.escape(p.name)}" if len(parts) > 1 else "Evidence"
         details.append(f"<h3>{title}</h3>{items}")
     return "\n".join(rows + details)
+
+
+def not_tested(parts: list[SweepPart]) -> dict[str, str]:
+    """The claims no column of the table can test ({key: why}, the first part's reason): they
+    leave the table for one line, "not tested by this sweep: ..." (`not_tested_line`)."""
+    keys = [f.key for f in parts[0].findings] if parts else []
+    out = {}
+    for i, key in enumerate(keys):
+        found = [p.findings[i] for p in parts]
+        if all(not f.tested for f in found):
+            out[key] = found[0].evidence
+    return out
+
+
+def not_tested_line(untested: dict[str, str]) -> str:
+    return "not tested by this sweep: " + "; ".join(
+        f"{key} ({why})" for key, why in untested.items()
+    )
 
 
 def protocol_html(parts: list[SweepPart]) -> str:

@@ -127,24 +127,55 @@ ALPHA = 1 - LEVEL  # every decision: a 5% test on the two-sided scale (2.5% each
 class Estimate:
     """An effect measured once per independent replicate (seed): the values, their mean, the
     95% t-interval over them, n and sd. Jackknife estimates carry their pseudo-values, so the
-    same t machinery (statsmodels' DescrStatsW) gives their interval and tests."""
+    same t machinery (statsmodels' DescrStatsW) gives their interval and tests.
+
+    Censored replicates (a frontier threshold beyond the searched range: only a bound is
+    known) make a censored estimate (`bounded`): every replicate is an interval (low, high),
+    exact ones with low == high, never imputed. Its tests are sign tests that count only the
+    replicates whose bounds prove the side (a replicate the bounds leave undecided counts
+    against every claim: conservative for any censoring), its interval the distribution-free
+    order-statistic interval of the median (lower bounds for its low end, upper bounds for its
+    high end), and it has no mean or sd."""
 
     values: tuple[float, ...]
+    bounds: tuple[tuple[float, float], ...] = ()  # censored estimates: every replicate's
 
     @classmethod
     def of(cls, values: np.ndarray | list[float]) -> Estimate:
         return cls(tuple(float(v) for v in values if v is not None and math.isfinite(v)))
 
+    @classmethod
+    def bounded(cls, lows: np.ndarray | list[float], highs: np.ndarray | list[float]) -> Estimate:
+        """Replicates known as intervals [low, high] (infinite where unbounded; NaN: missing,
+        left out). Exact when every low equals its high: then the ordinary estimate."""
+        pairs = [
+            (float(lo), float(hi)) for lo, hi in zip(lows, highs)
+            if not (math.isnan(lo) or math.isnan(hi))
+        ]  # fmt: skip
+        if all(lo == hi and math.isfinite(lo) for lo, hi in pairs):
+            return cls.of([lo for lo, _ in pairs])
+        exact = tuple(lo for lo, hi in pairs if lo == hi and math.isfinite(lo))
+        return cls(exact, tuple(pairs))
+
+    @property
+    def censored(self) -> int:
+        """Replicates known only by a bound (0 for an ordinary estimate)."""
+        return sum(1 for lo, hi in self.bounds if lo != hi)
+
     @property
     def n(self) -> int:
-        return len(self.values)
+        return len(self.bounds) if self.bounds else len(self.values)
 
     @property
     def mean(self) -> float:
+        if self.bounds:
+            return math.nan  # not identified: the median's bounds say what is known
         return float(np.mean(self.values)) if self.values else math.nan
 
     @property
     def sd(self) -> float:
+        if self.bounds:
+            return math.nan
         return float(np.std(self.values, ddof=1)) if self.n >= 2 else math.nan
 
     @property
@@ -157,17 +188,43 @@ class Estimate:
 
     @property
     def _bounds(self) -> tuple[float, float]:
+        if self.bounds:
+            return self._median_interval()
         _, low, high, _ = interval(self.values)
         return low, high
+
+    def _median_interval(self) -> tuple[float, float]:
+        """The 95% order-statistic interval of the median from the replicates' bounds: the
+        k-th smallest lower bound to the k-th largest upper bound, k the largest with
+        P(Binomial(n, 1/2) < k) <= 2.5% (infinite where n is too small for one)."""
+        n, k = self.n, 0
+        while _stats.binom.cdf(k, n, 0.5) <= (1 - LEVEL) / 2:
+            k += 1
+        if k < 1:
+            return -math.inf, math.inf
+        lows = sorted(lo for lo, _ in self.bounds)
+        highs = sorted(hi for _, hi in self.bounds)
+        return lows[k - 1], highs[n - k]
+
+    @property
+    def median_bounds(self) -> tuple[float, float]:
+        """The median of the lower bounds and of the upper bounds (a censored estimate)."""
+        return (float(np.median([lo for lo, _ in self.bounds])),
+                float(np.median([hi for _, hi in self.bounds])))  # fmt: skip
 
     @property
     def enough(self) -> bool:
         return self.n >= MIN_REPLICATES
 
     def p_above(self, bound: float) -> float:
-        """One-sided p of "the mean is above `bound`" (a t-test over the replicates)."""
+        """One-sided p of "the mean is above `bound`" (a t-test over the replicates; for a
+        censored estimate, a sign test of the median counting the replicates whose lower
+        bound is above `bound`)."""
         if not self.enough:
             return math.nan
+        if self.bounds:
+            above = sum(1 for lo, _ in self.bounds if lo > bound)
+            return float(_stats.binom.sf(above - 1, self.n, 0.5))
         if self.sd == 0:  # identical replicates: decided by where they lie
             return 0.0 if self.mean > bound else 1.0
         from statsmodels.stats.weightstats import DescrStatsW
@@ -178,12 +235,15 @@ class Estimate:
         return self._flip().p_above(-bound)
 
     def _flip(self) -> Estimate:
-        return Estimate(tuple(-v for v in self.values))
+        return Estimate(tuple(-v for v in self.values),
+                        tuple((-hi, -lo) for lo, hi in self.bounds))  # fmt: skip
 
     def p_within(self, margin: float) -> float:
-        """TOST p (statsmodels) of "the mean lies within +-margin"."""
+        """TOST p (statsmodels) of "the mean lies within +-margin" (censored: both sign tests)."""
         if not self.enough:
             return math.nan
+        if self.bounds:
+            return max(self.p_above(-margin), self.p_below(margin))
         if self.sd == 0:
             return 0.0 if abs(self.mean) < margin else 1.0
         from statsmodels.stats.weightstats import DescrStatsW
@@ -193,6 +253,13 @@ class Estimate:
     def text(self, unit: str = "dB") -> str:
         if self.n == 0:
             return "no replicates"
+        if self.bounds:
+            lo, hi = self.median_bounds
+            ci_lo, ci_hi = self._bounds
+            return (
+                f"median between {lo:+.2f} and {hi:+.2f} {unit} [95% CI {ci_lo:+.2f}, "
+                f"{ci_hi:+.2f}] (n={self.n}, {self.censored} known only by a bound: sign test)"
+            )
         if self.n < 2:
             return f"{self.mean:+.2f} {unit} (n={self.n}, no interval)"
         # two replicates: a t-interval on 1 degree of freedom, +-12.7 standard errors: say so
@@ -242,10 +309,13 @@ def one_sided_n(gap: float, sd: float, alpha: float = ALPHA / 2, power: float = 
         return MIN_REPLICATES
     if detectable_shift(MAX_REPLICATES_ADVISED, sd, alpha, power) > gap:
         return MAX_REPLICATES_ADVISED + 1
+    if detectable_shift(MIN_REPLICATES, sd, alpha, power) <= gap:  # the fewest seeds suffice
+        return MIN_REPLICATES
     n = _one_sided_power().solve_power(
         effect_size=gap / sd, nobs=None, alpha=alpha, power=power, alternative="larger"
     )
-    return max(MIN_REPLICATES, math.ceil(float(np.atleast_1d(n)[0]) - 1e-9))
+    n = float(np.atleast_1d(n)[0])
+    return max(MIN_REPLICATES, math.ceil(n - 1e-9)) if math.isfinite(n) else MIN_REPLICATES
 
 
 def tost_power(mu: float, sd: float, n: int, margin: float, alpha: float = ALPHA) -> float:
@@ -317,10 +387,12 @@ KINDS = ("less", "greater", "exceeds", "equivalent", "nonzero")
 @dataclass(frozen=True)
 class Rule:
     """How an estimate decides a claim. less/greater: the effect is below/above 0; exceeds:
-    above +margin (a "big" effect); equivalent: within +-margin (TOST); nonzero: away from 0
-    (contradicted when demonstrably within +-margin). Every decision is a 5% test on the
-    two-sided scale: one-sided tests at 2.5% (the 95% interval clears the boundary), TOST at
-    5% each side (the 90% interval inside the margin)."""
+    above +margin (a "big" effect); equivalent: within +-margin (TOST); nonzero: outside
+    +-margin (|effect| > margin; contradicted when demonstrably within it: the two hypotheses
+    do not overlap, an effect inside the band is never "non-zero"). Every decision is a 5%
+    test on the two-sided scale: one-sided tests at 2.5% (the 95% interval clears the
+    boundary), TOST at 5% each side (the 90% interval inside the margin); the power figures
+    are computed at the level the test uses."""
 
     kind: str
     margin: float = 0.0
@@ -336,8 +408,7 @@ class Rule:
         outside = min(1.0, 2 * min(est.p_above(m), est.p_below(-m)))
         if self.kind == "equivalent":
             return est.p_within(m), outside
-        away = min(1.0, 2 * min(est.p_above(0.0), est.p_below(0.0)))
-        return away, est.p_within(m)  # nonzero
+        return outside, est.p_within(m)  # nonzero: outside the band, or within it
 
     def decide(self, est: Estimate, alpha: float = ALPHA) -> tuple[str, float]:
         """(verdict, p of the verdict reached; for inconclusive, p for the claim)."""
@@ -357,8 +428,13 @@ class Rule:
             return math.nan
         if self.kind == "equivalent":
             return tost_margin(est.n, est.sd)
-        alpha = ALPHA if self.kind == "nonzero" else ALPHA / 2
-        return detectable_shift(est.n, est.sd, alpha)
+        return detectable_shift(est.n, est.sd, ALPHA / 2)  # each side of the test is at 2.5%
+
+    @property
+    def boundary(self) -> float:
+        """Where the claim's side begins (the detectable effect is past it): the margin for
+        exceeds and nonzero, 0 otherwise (an equivalence's detectable is a narrowest margin)."""
+        return self.margin if self.kind in ("exceeds", "nonzero") else 0.0
 
     def seeds_needed(self, est: Estimate) -> int | None:
         """Replicates for a decision (either way) at the observed effect and sd, 80% power."""
@@ -367,8 +443,10 @@ class Rule:
         mean, m = est.mean, self.margin
         if self.kind == "equivalent" and abs(mean) < m:
             return tost_n(mean, est.sd, m)
-        if self.kind == "nonzero" and abs(mean) < m:  # toward "flat" or toward non-zero
-            return min(tost_n(mean, est.sd, m), one_sided_n(abs(mean), est.sd, ALPHA / 2))
+        if self.kind == "nonzero" and abs(mean) < m:  # inside the band: only "flat" is decidable
+            return tost_n(mean, est.sd, m)
+        if self.kind == "nonzero":
+            return one_sided_n(abs(mean) - m, est.sd)
         bound = {"exceeds": m, "equivalent": m if mean > 0 else -m}.get(self.kind, 0.0)
         return one_sided_n(abs(mean - bound), est.sd)
 
@@ -379,5 +457,5 @@ class Rule:
             "greater": f"{diff} > 0 {unit}",
             "exceeds": f"{diff} > {m} {unit}",
             "equivalent": f"|{diff}| < {m} {unit}",
-            "nonzero": f"{diff} != 0 {unit} (flat: within +-{m})",
+            "nonzero": f"|{diff}| > {m} {unit} (flat: within +-{m})",
         }[self.kind]

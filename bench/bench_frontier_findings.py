@@ -24,16 +24,22 @@ share of each verdict beside what it should be:
 - opposite signs in the two strata (Xavier +, Kaiming -): no main effect, so `supported` and
   `contradicted` are errors; `mixed` is the power to see the disagreement;
 - censoring: a cell whose seeds are partly beyond the range (not defeated at the strongest
-  noise): those seeds are left out, never imputed; what the verdicts do then.
+  noise): those seeds enter as bounds (sign tests), never imputed, never left out; what the
+  verdicts do then;
+- issue 22's shapes (the `shape` column): equal mean thresholds with one side's seeds more
+  spread near either end of the range (6: `supported` and `contradicted` are errors), and
+  Xavier-ReLU defeated at the weakest noise with Sigmoid needing more under Xavier and less
+  under Kaiming (7: `mixed` is right, `supported` and `contradicted` errors).
 
 Alongside, per case, how well the per-seed thresholds recover the truth: the share censored
 and of the uncensored ones, against each seed's true threshold: their bias and RMSE (decades)
 and the share off by more than two lattice steps.
 
-    python bench/bench_frontier_findings.py                 # 100 sweeps per case (2-8 min
+    python bench/bench_frontier_findings.py                 # 100 sweeps per case (8-20 min
                                                             # on 2 shared cores)
     python bench/bench_frontier_findings.py --reps 40 --check   # reduced; exit 1 if a case's
-                                                               # false `supported` exceeds 10%
+                                                               # false decisive share > 10% or a
+                                                               # row > 3.5 MC errors off
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from store.replay import CellSearch, SearchState  # noqa: E402
 from store.spec import SweepSpec, parse_spec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_findings import judge_counts, summary  # noqa: E402  (the same table, the same judge)
+from bench_findings import CHECK_SIGMAS, judge_counts, mc_error, summary  # noqa: E402  (the same table, the same judge)
 
 SPEC = ROOT / "docs/specs/noise-frontier-cpu.yaml"
 VERDICTS = ("supported", "contradicted", "mixed", "inconclusive", "not enough data")
@@ -78,7 +84,10 @@ class Case:
     threshold: Callable[[dict], float]  # the cell's true threshold (decades) from its point
     should: dict[str, list[tuple[str, str, float]]]  # claim -> (verdict, op, share)
     width: Callable[[dict], float] = lambda _: WIDTH
+    seed_sd: Callable[[dict], float] = lambda _: SEED_SD  # decades, per cell
     false_supported: tuple[str, ...] = ()  # claims whose truth does not carry them
+    false_contradicted: tuple[str, ...] = ()  # ... nor their opposite
+    shape: str = ""  # issue 22's shape this case is an instance of
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: list[float] = field(default_factory=list)  # estimated - true, uncensored seeds
     censored: int = 0
@@ -131,6 +140,43 @@ def cases() -> list[Case]:
                         lambda p: (-0.6 + 0.5 * _sigmoid(p)) if _edge(p)
                         else BASE + 0.5 * _sigmoid(p),
                         {SIGMOID: [("contradicted", "<=", 0.025)]}))  # fmt: skip
+    return out + audit_cases()
+
+
+def _spread(sigmoid: float, relu: float) -> Callable[[dict], float]:
+    return lambda p: sigmoid if _sigmoid(p) else relu
+
+
+def audit_cases() -> list[Case]:
+    """Issue 22's frontier shapes: thresholds censored at the range's ends (6), and a stratum
+    whose arm is censored entirely (7, the README's real result)."""
+    out = []
+    both = [("supported", "<=", 0.025), ("contradicted", "<=", 0.025)]
+    for n in (6, 10):
+        # 6. equal mean thresholds, Sigmoid's seeds 4x as spread, near either end of the range
+        for where, mean in (("weak", -3.5), ("strong", -0.5)):
+            out.append(Case(f"equal means near the {where} end ({mean:g}), Sigmoid's seeds sd "
+                            "0.5, ReLU's 0.1", n, lambda p, m=mean: m,
+                            {SIGMOID: both, KAIMING: both}, seed_sd=_spread(0.5, 0.1),
+                            false_supported=(SIGMOID, KAIMING),
+                            false_contradicted=(SIGMOID, KAIMING), shape="6"))  # fmt: skip
+    for n in (3, 6, 10):
+        # 7. Xavier-ReLU defeated at the weakest; Sigmoid needs more under Xavier, less under
+        # Kaiming: mixed is right, supported and contradicted are errors
+        truth = {("xavier", "relu"): -4.6, ("xavier", "sigmoid"): -3.0,
+                 ("kaiming", "relu"): -1.5, ("kaiming", "sigmoid"): -2.2}  # fmt: skip
+        out.append(Case("Xavier-ReLU below the range; Sigmoid +1.6 under Xavier, -0.7 under "
+                        "Kaiming", n,
+                        lambda p, t=truth: t[("kaiming" if _kaiming(p) else "xavier",
+                                              p["activation"])],
+                        {SIGMOID: both}, false_supported=(SIGMOID,),
+                        false_contradicted=(SIGMOID,), shape="7"))  # fmt: skip
+    # 6, power: a real effect with censoring at the weak end (ReLU's seeds partly below)
+    for n in (6, 10):
+        out.append(Case("Sigmoid +0.75 dec, ReLU at -3.75 (part below the range)", n,
+                        lambda p: -3.75 + 0.75 * _sigmoid(p),
+                        {SIGMOID: [("contradicted", "<=", 0.025), ("supported", ">=", 0.5)]},
+                        seed_sd=_spread(0.3, 0.3), shape="6"))  # fmt: skip
     return out
 
 
@@ -153,7 +199,7 @@ def one_sweep(
         point = dict(cell.point)
         target, width = state.searches[cell].target, case.width(point)
         for seed in state.keys[cell]:
-            t = case.threshold(point) + rng.normal(0.0, SEED_SD)
+            t = case.threshold(point) + rng.normal(0.0, case.seed_sd(point))
             c = t - width * math.log((HIGH - LOW) / (target - LOW) - 1.0)  # psnr(t) = target
             centre[(cell, seed)] = (t, c, width)
     while wanted := state.wanted():
@@ -190,20 +236,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=100, help="sweeps per case (100)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help="run only the cases whose name or shape "
+                        "contains this (e.g. 'shape 7')")  # fmt: skip
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 if a false `supported` share exceeds 10%%")  # fmt: skip
+                        help="exit 1 if a row misses its target by more than 3.5 Monte Carlo "
+                             "errors or a false decisive share exceeds 10%%")  # fmt: skip
     args = parser.parse_args(argv)
     print(f"frontier findings calibration: {args.reps} synthetic searches per case "
           f"({SPEC.name}: 8 cells, lattice {STEP:g} decade; seed sd {SEED_SD:g} decade, trial "
           f"noise {TRIAL_SD:g} dB); shares of each verdict (sup, con, mix, inc, n/a = not "
           "enough data); per-seed thresholds: share censored; of the others, against each "
           "seed's truth: bias, RMSE (decades), share off by more than 2 steps\n")  # fmt: skip
-    print("| claim | case | seeds | reps | sup | con | mix | inc | n/a | should | ok "
-          "| censored | thr bias | thr RMSE | thr off > 2 steps |")  # fmt: skip
-    print("|" + "---|" * 15)
-    worst, failed = 0.0, 0
+    print("| claim | case | shape | seeds | reps | sup | con | mix | inc | n/a | should | "
+          "MC err | ok | censored | thr bias | thr RMSE | thr off > 2 steps |")  # fmt: skip
+    print("|" + "---|" * 17)
+    worst, failed, gated = 0.0, 0, 0
     started = time.time()
     for i, case in enumerate(cases()):
+        if args.only and args.only not in f"shape {case.shape} {case.name}":
+            continue
         run(case, args.reps, args.seed + i)
         errors = np.asarray(case.errors)
         bias = float(errors.mean()) if errors.size else math.nan
@@ -215,13 +266,17 @@ def main(argv: list[str] | None = None) -> int:
             counts = case.counts[claim]
             target, ok = judge_counts(counts, should, args.reps)
             failed += not ok
+            gated += not judge_counts(counts, should, args.reps, CHECK_SIGMAS)[1]
             shares = " | ".join(f"{counts[v] / args.reps:.1%}" for v in VERDICTS)
-            print(f"| {claim.removeprefix('frontier_')} | {case.name} | {case.seeds} | "
-                  f"{args.reps} | {shares} | {target} | {'yes' if ok else 'NO'} | {thr} |",
-                  flush=True)  # fmt: skip
+            err = max(mc_error(share, args.reps) for _, _, share in should)
+            print(f"| {claim.removeprefix('frontier_')} | {case.name} | {case.shape or '-'} | "
+                  f"{case.seeds} | {args.reps} | {shares} | {target} | {err:.1%} | "
+                  f"{'yes' if ok else 'NO'} | {thr} |", flush=True)  # fmt: skip
             if claim in case.false_supported:
                 worst = max(worst, counts["supported"] / args.reps)
-    return summary(f"{failed} row(s)", worst, started, args.check)
+            if claim in case.false_contradicted:
+                worst = max(worst, counts["contradicted"] / args.reps)
+    return summary(f"{failed} row(s)", worst, started, args.check, gated)
 
 
 if __name__ == "__main__":

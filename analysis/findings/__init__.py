@@ -15,6 +15,8 @@ seeds, or a level missing). The score is `psnr_mean` unless asked otherwise (`SC
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from analysis.findings.claims import CLAIMS, MARGIN_DB, SLOPE_MARGIN_DB, Claim
@@ -26,7 +28,8 @@ from analysis.findings.rows import prepare
 from analysis.stats import CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED
 
 __all__ = [
-    "CLAIMS", "CONTRADICTED", "DECK_PROTOCOL", "INCONCLUSIVE", "MARGIN_DB", "MIXED",
+    "CLAIMS", "CONTRADICTED", "DECK_PROTOCOL", "GROUP_COLUMNS", "INCONCLUSIVE", "MARGIN_DB",
+    "MIXED", "parts",
     "NOT_ENOUGH", "SCORES", "SLOPE_MARGIN_DB", "SUPPORTED", "VALUE", "VERDICTS", "Claim",
     "Finding", "Stratum", "check", "findings", "findings_frame", "prepare", "protocol_notes",
     "table",
@@ -47,33 +50,55 @@ def check(claim: Claim, rows: pl.DataFrame, value: str = VALUE) -> Finding:
 
 
 def findings(frame: pl.DataFrame, value: str = VALUE) -> list[Finding]:
-    """Every claim checked against the ok/diverged rows of `frame` (one sweep or variant),
-    with a Holm column over the claims decided."""
+    """Every claim checked against the ok/diverged rows of `frame` (one sweep or variant: a
+    frame of several parts is split by `table`, or by the caller through `parts`), with a
+    Holm column over every claim tested."""
     if value not in SCORES:
         raise ValueError(f"score {value!r}: one of {', '.join(SCORES)}")
     rows = prepare(frame)
     return with_holm([check(claim, rows, value) for claim in CLAIMS.values()])
 
 
+# Columns that split a frame into parts judged apart, never pooled: one set of findings (and
+# one Holm family) per combination of their values present. A null value (rows written before
+# the column existed, or naming none) is a part of its own, never merged into a named one.
+# To judge per another column (e.g. an attack `recipe`), add it here: `table` inserts it into
+# its output, and every caller that splits through `parts` follows.
+GROUP_COLUMNS: tuple[str, ...] = ("variant",)
+
+
+def parts(
+    frame: pl.DataFrame, columns: tuple[str, ...] = GROUP_COLUMNS
+) -> list[tuple[dict[str, Any], pl.DataFrame]]:
+    """The frame split by the grouping `columns` it has ({column: value} per part, in the
+    order the rows name them; nulls a part of their own). [({}, frame)] when it has none."""
+    present = [c for c in columns if c in frame.columns]
+    if not present or frame.is_empty():
+        return [({}, frame)]
+    out = []
+    for values in frame.select(present).unique(maintain_order=True).iter_rows():
+        where = pl.lit(True)
+        for column, value in zip(present, values):
+            where = where & pl.col(column).eq_missing(pl.lit(value, frame.schema[column]))
+        out.append((dict(zip(present, values)), frame.filter(where)))
+    return out
+
+
 def table(frame: pl.DataFrame, value: str = VALUE) -> pl.DataFrame:
     """The findings as a frame: key, claim, verdict, score, estimate and interval, n, ...
 
-    A frame whose rows belong to several variants of a spec (`variant` column) is judged per
-    variant, as several sweeps are: one row per (variant, claim), never pooled over variants."""
-    names = _variants(frame)
-    if not names:
+    A frame whose rows belong to several parts (`GROUP_COLUMNS`: variants of a spec, rows that
+    name none among them) is judged per part, as several sweeps are: one row per (part,
+    claim), never pooled; the grouping columns that vary lead the table (null: the rows that
+    name none)."""
+    split = parts(frame)
+    if len(split) == 1:
         return findings_frame(findings(frame, value))
-    parts = [
-        findings_frame(findings(frame.filter(pl.col("variant") == name), value)).insert_column(
-            0, pl.lit(name).alias("variant")
-        )
-        for name in names
-    ]
-    return pl.concat(parts)
-
-
-def _variants(frame: pl.DataFrame) -> list[str]:
-    if "variant" not in frame.columns:
-        return []
-    names = frame["variant"].drop_nulls().unique(maintain_order=True).to_list()
-    return names if frame["variant"].null_count() == 0 and len(names) > 1 else []
+    varying = [c for c in split[0][0] if len({str(p[c]) for p, _ in split}) > 1]
+    out = []
+    for names, rows in split:
+        part = findings_frame(findings(rows, value))
+        for i, column in enumerate(varying):
+            part = part.insert_column(i, pl.lit(names[column], frame.schema[column]).alias(column))
+        out.append(part)
+    return pl.concat(out)

@@ -13,9 +13,14 @@ averages over). From them:
   Per level of each averaged-over axis: the same, within that level.
 - Verdicts (the two ways of combining, by kind of claim):
   * equivalence and margin claims ("no big variation", "low effect", "big effect",
-    "defends") hold only where they hold in every stratum: intersection-union, each stratum at
-    the full 5% level (Berger 1982: no adjustment needed). A stratum that contradicts decides
-    "contradicted" (unless another supports: "mixed").
+    "defends") hold only where they hold everywhere: in every cell, that is every stratum at
+    every level (and combination of levels) of the axes it averages over, so that opposite
+    effects cancelling over an averaged axis never read as "no variation": intersection-union,
+    each cell at the full 5% level (Berger 1982: no adjustment needed). A stratum, level or
+    cell that decisively contradicts (Bonferroni over all of them) decides "contradicted"
+    (unless another supports: "mixed"), even where a cell has too few seeds: a settled
+    refutation is kept. Effects that cancel within every level (an interaction) show only in
+    the cells.
   * directional claims (ReLU < Sigmoid, each step of the order, the slopes, the spread) are
     about the average effect: the equal-weight main effect decides, at 5%, and a heterogeneity
     check guards it: a stratum (or a level of an averaged-over axis) decisively on the other
@@ -24,6 +29,9 @@ averages over). From them:
   checked, so that noise across many strata does not manufacture a "mixed". A repeated
   measures ANOVA over seeds (statsmodels AnovaRM) tests whether the strata (and each averaged
   axis) differ at all and names the axis the effect depends on.
+- Censored units (a frontier threshold beyond the searched range) carry bounds
+  (`effect_low`, `effect_high`) instead of a value: every estimate they enter is censored
+  (`Estimate.bounded`: sign tests on what the bounds prove), never imputed, never dropped.
 """
 
 from __future__ import annotations
@@ -69,9 +77,10 @@ class Assessment:
     strata: tuple[Stratum, ...] = ()
     levels: tuple[Stratum, ...] = ()  # per level of each averaged-over axis
     pooled: tuple[str, ...] = ()  # "batch_size (1, 2)"
+    cells: tuple[Stratum, ...] = ()  # margin/equivalence claims: every stratum x level cell
     units: int = 0
     what: str = "matched pairs"
-    cells: int = 0
+    n_cells: int = 0
     left_out: tuple[str, ...] = ()
     heterogeneity: tuple[str, ...] = ()  # "strata differ: F(3, 9) = 14.2, p = 0.001"
     verdict: str = NOT_ENOUGH
@@ -87,8 +96,10 @@ class Assessment:
         return self.headline
 
 
-def _matrix(cells: pl.DataFrame, cell_cols: list[str]) -> tuple[np.ndarray, list, list[tuple]]:
-    """(M[seed, cell] with NaN where missing, seeds, cell tuples)."""
+def _matrix(
+    cells: pl.DataFrame, cell_cols: list[str], column: str = "effect"
+) -> tuple[np.ndarray, list, list[tuple]]:
+    """(M[seed, cell] of `column` with NaN where missing, seeds, cell tuples)."""
     seeds = sorted(cells["seed"].unique().to_list(), key=lambda s: (s is None, s))
     ids = (
         sorted(set(cells.select(cell_cols).iter_rows()), key=lambda t: tuple(map(str, t)))
@@ -100,19 +111,33 @@ def _matrix(cells: pl.DataFrame, cell_cols: list[str]) -> tuple[np.ndarray, list
     matrix = np.full((len(seeds), len(ids)), np.nan)
     for record in cells.iter_rows(named=True):
         cell = tuple(record[c] for c in cell_cols)
-        matrix[row[record["seed"]], index[cell]] = record["effect"]
+        value = record[column]
+        matrix[row[record["seed"]], index[cell]] = np.nan if value is None else value
     return matrix, seeds, ids
 
 
-def _balanced(matrix: np.ndarray, groups: list[list[int]]) -> tuple[Estimate, np.ndarray]:
+Bounds = tuple[np.ndarray, np.ndarray]  # (low, high) per seed and cell; equal where exact
+
+
+def _balanced(data: Bounds, groups: list[list[int]]) -> tuple[Estimate, np.ndarray]:
     """Per seed complete in every column of every group: the equal-weight mean over groups of
-    the mean over each group's columns. (estimate, mask of the complete seeds)."""
+    the mean over each group's columns (of the lower and of the upper bounds: a censored cell
+    makes the seed's value an interval). (estimate, mask of the complete seeds)."""
+    low, high = data
     columns = sorted({j for g in groups for j in g})
-    complete = ~np.isnan(matrix[:, columns]).any(axis=1) if columns else np.zeros(0, bool)
+    complete = (
+        ~(np.isnan(low[:, columns]) | np.isnan(high[:, columns])).any(axis=1)
+        if columns
+        else np.zeros(0, bool)
+    )
     if not complete.any():
         return Estimate.of([]), complete
-    per_group = np.stack([matrix[complete][:, g].mean(axis=1) for g in groups], axis=1)
-    return Estimate.of(per_group.mean(axis=1).tolist()), complete
+
+    def mean(m: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.stack([m[complete][:, g].mean(axis=1) for g in groups], axis=1).mean(axis=1)
+
+    return Estimate.bounded(mean(low), mean(high)), complete
 
 
 def _label(names: Sequence[str], values: Sequence) -> str:
@@ -126,24 +151,43 @@ def assess(
     what: str = "matched pairs",
     notes: Sequence[str] = (),
 ) -> Assessment:
-    """Balance, estimate and decide one part of a claim from its units (seed, effect, keys)."""
+    """Balance, estimate and decide one part of a claim from its units (seed, effect, keys;
+    censored units: `effect_low`, `effect_high` bounds and a null effect)."""
     if units.is_empty() or "seed" not in units.columns:
         return Assessment(rule, Estimate.of([]), what=what, notes=tuple(notes))
-    units = units.filter(pl.col("effect").is_not_null() & pl.col("effect").is_finite())
+    bounded = {"effect_low", "effect_high"} <= set(units.columns)
+    finite = pl.col("effect").is_not_null() & pl.col("effect").is_finite()
+    if bounded:
+        known = pl.col("effect_low").is_not_null() & pl.col("effect_high").is_not_null()
+        units = units.filter(finite.fill_null(False) | known.fill_null(False))
+        units = units.with_columns(
+            pl.when(finite).then(pl.col("effect")).otherwise(pl.col(c)).alias(c)
+            for c in ("effect_low", "effect_high")
+        )
+    else:
+        units = units.filter(finite).with_columns(
+            pl.col("effect").alias("effect_low"), pl.col("effect").alias("effect_high")
+        )
+    extra = ("seed", "effect", "effect_low", "effect_high")
     strata = [s for s in strata if s in units.columns]
     # averaged over: axes with two or more levels within some stratum (an axis that only
     # follows the strata, like init_method within init families, averages over nothing)
     within = units.group_by(strata).agg(pl.all().n_unique()) if strata else None
     varying = [
         c for c in units.columns
-        if c not in ("seed", "effect", *strata) and units[c].n_unique() > 1
+        if c not in (*extra, *strata) and units[c].n_unique() > 1
         and (within is None or within[c].max() > 1)
     ]  # fmt: skip
     shown = [c for c in varying if not (c in SOURCES and set(SOURCES[c]) & set(varying))]
     pooled = tuple(f"{c} ({levels_text(units[c].unique().to_list())})" for c in shown)
     cell_cols = [*strata, *varying]
-    cells = units.group_by([*cell_cols, "seed"]).agg(pl.col("effect").mean())
+    cells = units.group_by([*cell_cols, "seed"]).agg(  # a censored unit: the cell's effect NaN
+        pl.col("effect").fill_null(float("nan")).mean(),
+        pl.col("effect_low").mean(),
+        pl.col("effect_high").mean(),
+    )
     matrix, seeds, ids = _matrix(cells, cell_cols)
+    data = (_matrix(cells, cell_cols, "effect_low")[0], _matrix(cells, cell_cols, "effect_high")[0])
     k = len(strata)
 
     everything = range(len(ids))
@@ -158,40 +202,53 @@ def assess(
     def stratum(cell: tuple) -> tuple:
         return cell[:k]
 
-    headline, complete = _balanced(matrix, list(by(everything, stratum).values()))
-    left_out = _left_out(matrix, seeds, complete, "")
+    def part(columns: list[int]) -> Bounds:
+        return data[0][:, columns], data[1][:, columns]
+
+    headline, complete = _balanced(data, list(by(everything, stratum).values()))
+    left_out = _left_out(data, seeds, complete, "")
     found = []
     if strata:
         for key, columns in by(everything, stratum).items():
-            estimate, done = _balanced(matrix, [columns])
+            estimate, done = _balanced(data, [columns])
             found.append(Stratum(_label(strata, key), estimate, *rule.decide(estimate)))
-            left_out += _left_out(matrix[:, columns], seeds, done, _label(strata, key))
+            left_out += _left_out(part(columns), seeds, done, _label(strata, key))
     levels = []
     for i, axis in enumerate(varying):
         if axis not in shown:
             continue
         by_level = by(everything, lambda cell, at=k + i: cell[at])
         for level, columns in sorted(by_level.items(), key=lambda kv: str(kv[0])):
-            estimate, _ = _balanced(matrix, list(by(columns, stratum).values()))
+            estimate, _ = _balanced(data, list(by(columns, stratum).values()))
             levels.append(Stratum(f"{axis}={level}", estimate, *rule.decide(estimate), axis=axis))
-    hetero = _heterogeneity(matrix[complete], ids, strata, varying, shown)
+    every = ()
+    if rule.kind in INTERSECTION_UNION and varying:  # must hold in every cell, not on average
+        names = [*strata, *varying]
+        every = tuple(
+            Stratum(_label(names, ids[j]), est, *rule.decide(est), axis="cell")
+            for j in everything
+            for est in [_balanced(data, [[j]])[0]]
+        )  # fmt: skip
+    exact = complete & ~np.isnan(matrix).any(axis=1)
+    hetero = _heterogeneity(matrix[exact], ids, strata, varying, shown)
     return _decide(
         Assessment(
-            rule, headline, tuple(found), tuple(levels), pooled, units.height, what, len(ids),
-            tuple(dict.fromkeys(left_out)), hetero, notes=tuple(notes),
+            rule, headline, tuple(found), tuple(levels), pooled, every, units.height, what,
+            len(ids), tuple(dict.fromkeys(left_out)), hetero, notes=tuple(notes),
         )
     )  # fmt: skip
 
 
-def _left_out(matrix: np.ndarray, seeds: list, complete: np.ndarray, where: str) -> list[str]:
+def _left_out(data: Bounds, seeds: list, complete: np.ndarray, where: str) -> list[str]:
     lost = [s for s, ok in zip(seeds, complete) if not ok]
     if not lost:
         return []
-    gaps = int(np.isnan(matrix[~complete]).sum())
+    low, high = data
+    gaps = int((np.isnan(low[~complete]) | np.isnan(high[~complete])).sum())
     place = f" in {where}" if where else ""
     return [
         f"{len(lost)} of {len(seeds)} seeds left out{place} (seed {levels_text(lost)}: "
-        f"{gaps} of {matrix.shape[1] * len(lost)} cells missing)"
+        f"{gaps} of {low.shape[1] * len(lost)} cells missing)"
     ]
 
 
@@ -235,27 +292,35 @@ def _heterogeneity(
 
 
 def _decide(a: Assessment) -> Assessment:
-    """The part's verdict from its headline, strata and levels (see the module docstring).
+    """The part's verdict from its headline, strata, levels and cells (the module docstring).
 
-    Disagreement is looked for among the strata, and among the levels of each averaged-over
-    axis (not between a stratum and a level: a stratum's "holds" averages over that axis)."""
+    Disagreement is looked for among the strata, among the levels of each averaged-over axis
+    and among the cells (not between a stratum and a level: a stratum's "holds" averages over
+    that axis); a margin or equivalence claim holds only if it holds in every cell."""
     from dataclasses import replace
 
-    rule, checks = a.rule, [*a.strata, *a.levels]
+    rule, checks = a.rule, [*a.strata, *a.levels, *a.cells]
     adjusted = ALPHA / max(1, len(checks))
     decisive = {s.label: rule.decide(s.estimate, adjusted) for s in checks}
     p_adj = {k: min(1.0, p * len(checks)) for k, (v, p) in decisive.items() if v != NOT_ENOUGH}
     groups = [list(a.strata)] + [
         [s for s in a.levels if s.axis == axis] for axis in dict.fromkeys(s.axis for s in a.levels)
-    ]
-    holds = tuple(s.label for s in checks if decisive[s.label][0] == SUPPORTED)
-    against = tuple(s.label for s in checks if decisive[s.label][0] == CONTRADICTED)
+    ] + [list(a.cells)]  # fmt: skip
+
+    def named(verdict: str) -> tuple[str, ...]:
+        """The strata and levels decisively on this side; cells only where none of those is
+        (a cell is finer: it names what the coarser checks cannot)."""
+        coarse = tuple(s.label for s in (*a.strata, *a.levels) if decisive[s.label][0] == verdict)
+        return coarse or tuple(s.label for s in a.cells if decisive[s.label][0] == verdict)
+
+    holds, against = named(SUPPORTED), named(CONTRADICTED)
     split = [
         g for g in groups
         if {decisive[s.label][0] for s in g} >= {SUPPORTED, CONTRADICTED}
     ]  # fmt: skip
     out = replace(a, holds=holds, against=against)
-    if not a.headline.enough:
+    intersection = rule.kind in INTERSECTION_UNION and bool(a.strata or a.cells)
+    if not a.headline.enough and not (intersection and against):
         short = [s.label for s in a.strata if not s.estimate.enough]
         why = f"fewer than 2 complete seeds in {'; '.join(short)}" if short else ""
         return replace(out, verdict=NOT_ENOUGH, decided_by=why)
@@ -263,29 +328,29 @@ def _decide(a: Assessment) -> Assessment:
         group = split[0]
         yes = min(p_adj[s.label] for s in group if decisive[s.label][0] == SUPPORTED)
         no = min(p_adj[s.label] for s in group if decisive[s.label][0] == CONTRADICTED)
-        labels = {s.label for s in group}
         return replace(
             out, verdict=MIXED, p=max(yes, no),
-            holds=tuple(h for h in holds if h in labels),
-            against=tuple(c for c in against if c in labels),
+            holds=tuple(s.label for s in group if decisive[s.label][0] == SUPPORTED),
+            against=tuple(s.label for s in group if decisive[s.label][0] == CONTRADICTED),
         )  # fmt: skip
-    if rule.kind in INTERSECTION_UNION and a.strata:
-        short = [s for s in a.strata if not s.estimate.enough]
-        if short:
-            return replace(out, verdict=NOT_ENOUGH, decided_by=short[0].label)
-        if against:
+    if intersection:
+        if against:  # settled: kept even where another cell has too few seeds
             worst = min(against, key=lambda label: p_adj[label])
             return replace(
                 out, verdict=CONTRADICTED, p=p_adj[worst], decided_by=worst,
                 deciding=_estimate_of(a, worst),
             )  # fmt: skip
-        if all(s.verdict == SUPPORTED for s in a.strata):
-            weakest = max(a.strata, key=lambda s: s.p)
+        where = list(a.cells or a.strata)  # where the claim must hold: every cell
+        short = [s for s in where if not s.estimate.enough]
+        if short:
+            return replace(out, verdict=NOT_ENOUGH, decided_by=short[0].label)
+        if all(s.verdict == SUPPORTED for s in where):
+            weakest = max(where, key=lambda s: s.p)
             return replace(
                 out, verdict=SUPPORTED, p=weakest.p, decided_by=weakest.label,
                 deciding=weakest.estimate,
             )  # fmt: skip
-        weakest = max(a.strata, key=lambda s: rule.p_values(s.estimate)[0])
+        weakest = max(where, key=lambda s: rule.p_values(s.estimate)[0])
         return replace(
             out, verdict=INCONCLUSIVE, p=rule.p_values(weakest.estimate)[0],
             decided_by=weakest.label, deciding=weakest.estimate,
@@ -302,24 +367,39 @@ def _decide(a: Assessment) -> Assessment:
 
 
 def _estimate_of(a: Assessment, label: str) -> Estimate | None:
-    return next((s.estimate for s in (*a.strata, *a.levels) if s.label == label), None)
+    return next((s.estimate for s in (*a.strata, *a.levels, *a.cells) if s.label == label),
+                None)  # fmt: skip
 
 
 def conjunction(parts: Sequence[Assessment]) -> tuple[str, float, int]:
     """A claim made of several parts (the order's three steps; scale and family) holds when
-    every part holds: (verdict, its p, the index of the part that decides it). One part
-    contradicted contradicts the claim; else a mixed part makes it mixed; else a part without
-    data makes it not enough data; else the weakest part decides."""
+    every part holds: (verdict, its p, the index of the part that decides it).
+
+    Supported needs every part supported, each at the full level (intersection-union, no
+    adjustment). Refuting it needs only one part against it, which is a union of the parts'
+    tests: a contradicted (or mixed) part decides the claim only when its p times the number of
+    parts is below 5% (Bonferroni), and that adjusted p is the one printed, so the row never
+    says "contradicted" beside p >= 0.05. A part without data makes the claim not enough data
+    (unless a part refutes it); else the weakest part decides, inconclusive."""
+    k = len(parts)
     verdicts = [p.verdict for p in parts]
-    for wanted in (CONTRADICTED, MIXED, NOT_ENOUGH):
-        hits = [i for i, v in enumerate(verdicts) if v == wanted]
+
+    def adjusted(j: int) -> float:
+        return min(1.0, parts[j].p * k) if math.isfinite(parts[j].p) else 1.0
+
+    for wanted in (CONTRADICTED, MIXED):
+        hits = [i for i, v in enumerate(verdicts) if v == wanted and adjusted(i) < ALPHA]
         if hits:
-            i = min(hits, key=lambda j: parts[j].p if math.isfinite(parts[j].p) else 1.0)
-            p = parts[i].p * (len(parts) if wanted == CONTRADICTED else 1)  # any part refutes
-            return wanted, min(1.0, p), i
+            i = min(hits, key=adjusted)
+            return wanted, adjusted(i), i
+    missing = [i for i, v in enumerate(verdicts) if v == NOT_ENOUGH]
+    if missing:
+        return NOT_ENOUGH, math.nan, missing[0]
     if all(v == SUPPORTED for v in verdicts):
-        i = max(range(len(parts)), key=lambda j: parts[j].p)
+        i = max(range(k), key=lambda j: parts[j].p)
         return SUPPORTED, parts[i].p, i
-    undecided = [i for i, v in enumerate(verdicts) if v == INCONCLUSIVE]
-    i = max(undecided, key=lambda j: parts[j].p)
-    return INCONCLUSIVE, parts[i].p, i
+    # undecided: inconclusive parts, and refutations that do not survive the adjustment
+    undecided = [i for i, v in enumerate(verdicts) if v != SUPPORTED]
+    i = max(undecided, key=lambda j: adjusted(j) if verdicts[j] != INCONCLUSIVE else parts[j].p)
+    p = parts[i].p if verdicts[i] == INCONCLUSIVE else adjusted(i)
+    return INCONCLUSIVE, p, i

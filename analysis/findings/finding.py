@@ -41,7 +41,9 @@ class Finding:
     score: str = "psnr_mean"
     margin: float | None = None  # dB, for margin and equivalence claims
     p: float = math.nan  # of the verdict reached (5% two-sided scale)
-    holm: str | None = None  # "survives" | "does not survive" Holm over the report's claims
+    holm: str | None = None  # "survives" | "does not survive" Holm over the claims tested
+    p_holm: float = math.nan  # the Holm-adjusted p (every claim tested is in the family)
+    tested: bool = True  # False: the sweep cannot test it (a level, a field or a column missing)
     decided_by: str = ""  # the stratum or step that decides, with its numbers
     holds: tuple[str, ...] = ()
     against: tuple[str, ...] = ()
@@ -54,7 +56,7 @@ def _seeds(n: int | None) -> str:
 def _part_text(test: str, a: Assessment, unit: str) -> list[str]:
     est = a.headline
     parts = [
-        f"{test}: {est.text(unit)} over {est.n} seeds complete in its {a.cells or a.units} cells "
+        f"{test}: {est.text(unit)} over {est.n} seeds complete in its {a.n_cells or a.units} cells "
         f"({a.units} {a.what}), {a.verdict}"
     ]
     if a.strata:
@@ -66,7 +68,7 @@ def _part_text(test: str, a: Assessment, unit: str) -> list[str]:
         parts.append(f"holds for {'; '.join(a.holds)}; contradicted for {'; '.join(a.against)}")
     elif a.against:
         parts.append("contradicted for " + "; ".join(
-            f"{s.label} {s.estimate.text(unit)}" for s in (*a.strata, *a.levels)
+            f"{s.label} {s.estimate.text(unit)}" for s in (*a.strata, *a.levels, *a.cells)
             if s.label in a.against
         ))  # fmt: skip
     parts.extend(a.heterogeneity)
@@ -87,13 +89,15 @@ def build(claim: Claim, parts: list, score: str, extra: str = "", why: str = "")
     if missing or why:
         notes = list(dict.fromkeys(([why] if why else []) + [n for _, ns in missing for n in ns]))
         return Finding(evidence="; ".join(notes) or "no data", verdict=NOT_ENOUGH, n=0,
-                       notes=tuple(notes), **base)  # fmt: skip
+                       notes=tuple(notes), tested=False, **base)  # fmt: skip
     measured = [a for _, (a, _) in parts]
     if len(measured) == 1:
         a = measured[0]
         verdict, p, i = a.verdict, a.p, 0
     else:
         verdict, p, i = conjunction(measured)
+    if verdict in (SUPPORTED, CONTRADICTED, MIXED) and not p < ALPHA:  # never beside p >= 5%
+        verdict = INCONCLUSIVE
     deciding = measured[i]
     est = deciding.headline
     rule = deciding.rule
@@ -111,7 +115,9 @@ def build(claim: Claim, parts: list, score: str, extra: str = "", why: str = "")
     if math.isfinite(detectable):
         kind = "narrowest margin provable at 0" if rule.kind == "equivalent" else (
             "smallest detectable effect")  # fmt: skip
-        lines.append(f"{kind} {detectable:.2f} {deciding_unit} (80% power, n={judged.n})")
+        every = (f"; per cell: the claim must hold in all {len(deciding.cells)} cells"
+                 if deciding.cells else "")  # fmt: skip
+        lines.append(f"{kind} {detectable:.2f} {deciding_unit} (80% power, n={judged.n}{every})")
     if needed is not None:
         lines.append(f"about {_seeds(needed)} seeds to decide at this effect")
     if extra:
@@ -140,20 +146,23 @@ def build(claim: Claim, parts: list, score: str, extra: str = "", why: str = "")
 
 
 def with_holm(items: list[Finding], alpha: float = ALPHA) -> list[Finding]:
-    """Holm over the decided claims of one report part (statsmodels multipletests): does each
-    supported / contradicted / mixed verdict survive adjusting for the others?"""
+    """Holm over every claim this part of the report tested (statsmodels multipletests): the
+    family is every finding with a p, decided or not (an inconclusive claim was tested too,
+    and leaving it out would shrink the family after looking at the results). Each finding
+    gets its Holm-adjusted p; each supported / contradicted / mixed verdict says whether it
+    survives. Claims not tested (not enough data) are not in the family."""
     from statsmodels.stats.multitest import multipletests
 
-    decided = [
-        i for i, f in enumerate(items)
-        if f.verdict in (SUPPORTED, CONTRADICTED, MIXED) and math.isfinite(f.p)
-    ]  # fmt: skip
-    if not decided:
+    family = [i for i, f in enumerate(items) if f.verdict != NOT_ENOUGH and math.isfinite(f.p)]
+    if not family:
         return items
-    reject = multipletests([items[i].p for i in decided], alpha=alpha, method="holm")[0]
+    reject, adjusted, _, _ = multipletests([items[i].p for i in family], alpha=alpha,
+                                           method="holm")  # fmt: skip
     out = list(items)
-    for i, kept in zip(decided, reject):
-        out[i] = replace(items[i], holm="survives" if kept else "does not survive")
+    for i, kept, p in zip(family, reject, adjusted):
+        decided = items[i].verdict in (SUPPORTED, CONTRADICTED, MIXED)
+        holm = ("survives" if kept else "does not survive") if decided else None
+        out[i] = replace(items[i], holm=holm, p_holm=float(p))
     return out
 
 
@@ -183,6 +192,8 @@ def frame(items: list[Finding]) -> pl.DataFrame:
             "contradicted_for": ["; ".join(f.against) or None for f in items],
             "p": [f.p if math.isfinite(f.p) else None for f in items],
             "holm": [f.holm for f in items],
+            "p_holm": [f.p_holm if math.isfinite(f.p_holm) else None for f in items],
+            "tested": [f.tested for f in items],
             "detectable": [None if math.isnan(f.detectable) else f.detectable for f in items],
             "seeds_needed": [f.seeds_needed for f in items],
             "evidence": [f.evidence for f in items],
@@ -191,5 +202,5 @@ def frame(items: list[Finding]) -> pl.DataFrame:
                           "margin": pl.Float64, "p": pl.Float64, "detectable": pl.Float64,
                           "seeds_needed": pl.Int64, "decided_by": pl.String,
                           "holds_for": pl.String, "contradicted_for": pl.String,
-                          "holm": pl.String},
+                          "holm": pl.String, "p_holm": pl.Float64},
     )  # fmt: skip

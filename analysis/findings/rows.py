@@ -67,12 +67,21 @@ def levels_text(values: list[Any]) -> str:
     return text + (", unknown" if None in values else "")
 
 
+def bounds_of(value: str) -> tuple[str, str]:
+    """The columns bounding `value` where it is censored (known only as an interval)."""
+    return f"{value}_low", f"{value}_high"
+
+
 def scored(rows: pl.DataFrame, value: str) -> tuple[pl.DataFrame, list[str]]:
-    """(the rows with a finite score, a note counting those without one)."""
+    """(the rows with a finite score, or where the score is censored, with its bounds; a note
+    counting those without either)."""
     if value not in rows.columns:
         return rows.clear(), [f"{value} not recorded in these rows"]
     column = pl.col(value).cast(pl.Float64)
     ok = column.is_not_null() & column.is_finite()
+    low, high = bounds_of(value)
+    if {low, high} <= set(rows.columns):
+        ok = ok.fill_null(False) | (pl.col(low).is_not_null() & pl.col(high).is_not_null())
     dropped = rows.filter(~ok.fill_null(False)).height
     note = [f"{dropped} trials without a score ({value} null or not finite) left out"]
     return rows.filter(ok.fill_null(False)), note if dropped else []
@@ -136,7 +145,9 @@ def paired(
     names: tuple[str, str] = ("", ""),
 ) -> tuple[pl.DataFrame, list[str]]:
     """(one row per matched pair: the keys, seed included, and `effect` = value(a) - value(b);
-    notes counting the trials without a score and those that found no twin, and why).
+    notes counting the trials without a score and those that found no twin, and why). Where
+    the rows bound a censored value (`bounds_of(value)` columns), the pairs also carry
+    `effect_low` and `effect_high`, the bounds of the difference.
 
     Trials sharing a key are averaged first. A key with a null value matches only a twin with
     the same null (an older row's unknown field is never read as the default)."""
@@ -145,11 +156,20 @@ def paired(
     if not pair_keys:
         return pl.DataFrame({"effect": []}, schema={"effect": pl.Float64}), notes
 
+    low, high = bounds_of(value)
+    bounded = {low, high} <= set(rows.columns)
+
     def side(level: Any, name: str) -> pl.DataFrame:
+        known = [pl.col(c).cast(pl.Float64).mean().alias(name + tag)
+                 for c, tag in ((low, "lo"), (high, "hi"))] if bounded else []  # fmt: skip
         return (
             rows.filter(pl.col(column) == level)
             .group_by(pair_keys)
-            .agg(pl.col(value).cast(pl.Float64).mean().alias(name), pl.len().alias(name + "n"))
+            .agg(
+                pl.col(value).cast(pl.Float64).mean().alias(name),
+                pl.len().alias(name + "n"),
+                *known,
+            )  # fmt: skip
         )
 
     left, right = side(a, "_a"), side(b, "_b")
@@ -163,6 +183,11 @@ def paired(
             why = _why_unmatched(lone, column, level)
             notes.append(f"{count} {label} trials found no twin{why}")
     effect = (pl.col("_a") - pl.col("_b")).alias("effect")
+    if bounded:  # censored sides: the difference is known as an interval
+        pairs = pairs.with_columns(
+            (pl.col("_alo") - pl.col("_bhi")).alias("effect_low"),
+            (pl.col("_ahi") - pl.col("_blo")).alias("effect_high"),
+        ).drop("_alo", "_ahi", "_blo", "_bhi")
     return pairs.with_columns(effect).drop("_a", "_b", "_an", "_bn"), notes
 
 

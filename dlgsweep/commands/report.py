@@ -68,9 +68,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"explorer: {report.out / 'explorer.html'} ({report.explorer_rows} trials)")
     if len(report.parts) > 1:
         print(f"  verdicts: [{' | '.join(p.name for p in report.parts)}]")
+    from analysis.report import not_tested
+
+    untested = not_tested(report.parts)
     for i, finding in enumerate(report.parts[0].findings):
+        if finding.key in untested:
+            continue
         verdicts = " | ".join(p.findings[i].verdict for p in report.parts)
         print(f"  [{verdicts}] {finding.claim}")
+    if untested:
+        print("  not tested by this sweep: " + ", ".join(untested))
     for found in report.frontiers:
         outcomes = found.table["outcome"].value_counts(sort=True).iter_rows()
         print(

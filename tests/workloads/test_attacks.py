@@ -401,7 +401,7 @@ def test_yins_rule_reads_distinct_labels_off_the_weight_gradient():
 IG_MARGIN_DB = 5.0
 
 
-@pytest.mark.quality
+@pytest.mark.long
 def test_inverting_gradients_rebuilds_what_the_seeds_attack_cannot():
     """McMahan CNN, Xavier-normal ReLU, batch 1, CIFAR-10: the inverting-gradients recipe at
     2,000 iterations (1 restart) against the seed-study recipe at its 500, seeds 0..2, paired."""
