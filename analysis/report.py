@@ -43,6 +43,7 @@ import polars as pl
 import vl_convert as vlc
 
 from analysis import charts, explorer, findings, frontier
+from analysis.findings import attackers
 from analysis.stats import VERDICTS
 from store import load
 
@@ -116,6 +117,8 @@ class SweepPart:
     protocol: list[str] = field(default_factory=list)
     sweep: str = ""  # the sweep this part belongs to (its name when there are no variants)
     variant: str | None = None
+    recipe: str | None = None  # set when a sweep's rows (or a variant's) mix attack recipes
+    attackers: list[str] = field(default_factory=list)  # what its verdicts hold against
 
     def __post_init__(self) -> None:
         self.sweep = self.sweep or self.name
@@ -131,6 +134,7 @@ class Report:
     explorer_rows: int = 0
     score: str = "psnr_mean"  # what the findings were computed on
     frontiers: list[frontier.Frontier] = field(default_factory=list)  # sweeps with `search:`
+    compared: pl.DataFrame | None = None  # attackers compared per cell (attackers.csv)
 
     @property
     def sweep(self) -> str:
@@ -237,14 +241,25 @@ def build_report(
     for name, path, trials in loaded:
         frame = trials.frame
         sweep_counts = counts(path, trials)
-        for variant, part_frame in variant_frames(frame, spec_variants(path)):
-            label = name if variant is None else f"{name}/{variant}"
-            part = SweepPart(label, path, sweep_counts, sweep=name, variant=variant)
-            part.findings = findings.findings(part_frame, value=score)
-            part.protocol = findings.protocol_notes(part_frame)
-            report.parts.append(part)
-            frames.append(part_frame)  # in the parts' order: the charts' rows follow it
+        for variant, variant_frame in variant_frames(frame, spec_variants(path)):
+            for recipe, part_frame in recipe_frames(variant_frame):  # never pooled over attacks
+                label = name if variant is None else f"{name}/{variant}"
+                label += "" if recipe is None else f" [{recipe}]"
+                part = SweepPart(
+                    label, path, sweep_counts, sweep=name, variant=variant, recipe=recipe,
+                    attackers=attackers.describe(part_frame),
+                )  # fmt: skip
+                part.findings = findings.findings(part_frame, value=score)
+                part.protocol = findings.protocol_notes(part_frame)
+                report.parts.append(part)
+                frames.append(part_frame)  # in the parts' order: the charts' rows follow it
+        compared = attackers.comparisons(frame, score)
+        if compared is not None:
+            compared = compared.insert_column(0, pl.lit(name).alias("sweep"))
+            report.compared = pl.concat([c for c in (report.compared, compared) if c is not None])
     frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    if report.compared is not None:
+        report.compared.drop("evidence").write_csv(out / "attackers.csv")
 
     for spec in charts.CHARTS.values():
         report.charts.append(_write_chart(spec, frame, out, png_scale))
@@ -300,6 +315,17 @@ def variant_frames(
     names = order + [v for v in present if v not in order]
     named = frame.with_columns(pl.col("variant").fill_null("unknown").alias("_part"))
     return [(v, named.filter(pl.col("_part") == v).drop("_part")) for v in names]
+
+
+def recipe_frames(frame: pl.DataFrame) -> list[tuple[str | None, pl.DataFrame]]:
+    """(recipe, its rows) where the rows mix attack recipes (rows naming none: `unknown`);
+    [(None, frame)] where they hold one recipe or none: the findings are never pooled over
+    attackers."""
+    if "recipe" not in frame.columns or frame["recipe"].n_unique() < 2:
+        return [(None, frame)]
+    named = frame.with_columns(pl.col("recipe").fill_null("unknown").alias("_recipe"))
+    names = named["_recipe"].unique(maintain_order=True).to_list()
+    return [(r, named.filter(pl.col("_recipe") == r).drop("_recipe")) for r in names]
 
 
 def spec_variants(sweep_path: str) -> list[str]:
@@ -436,19 +462,29 @@ def _render(
     return result
 
 
+def _recipe_of(part: SweepPart) -> str | None:
+    """The part's attack recipe: its own split, or the one its attackers all name."""
+    if part.recipe is not None:
+        return part.recipe
+    names = {a.partition(":")[0] for a in part.attackers}
+    return names.pop() if len(names) == 1 else None
+
+
 def findings_csv(report: Report) -> pl.DataFrame:
-    """One row per (sweep, variant, claim); `variant` is null for sweeps without variants."""
-    named = [(p.sweep, p.variant, p.findings) for p in report.parts]
+    """One row per (sweep, variant, recipe, claim); `variant` is null for sweeps without
+    variants, `recipe` where the rows name no single recipe."""
+    named = [(p.sweep, p.variant, _recipe_of(p), p.findings) for p in report.parts]
     named += [
-        (f.sweep, label.partition("/")[2] or None, items)
+        (f.sweep, label.partition("/")[2] or None, None, items)
         for f in report.frontiers
         for label, items in f.findings.items()
     ]  # the frontier's claims (keys frontier_*), after the seed's
     parts = [
         findings.findings_frame(items)
+        .insert_column(0, pl.lit(recipe, dtype=pl.String).alias("recipe"))
         .insert_column(0, pl.lit(variant, dtype=pl.String).alias("variant"))
         .insert_column(0, pl.lit(sweep).alias("sweep"))
-        for sweep, variant, items in named
+        for sweep, variant, recipe, items in named
         if items
     ]
     return pl.concat(parts) if parts else pl.DataFrame()
@@ -648,6 +684,13 @@ def findings_html(parts: list[SweepPart]) -> str:
         return ""
     head = "".join(f"<th>{html.escape(p.name)}</th>" for p in parts)
     rows = [f"<table class='findings'><tr><th>seed's claim</th><th>test</th>{head}</tr>"]
+    if any(p.attackers for p in parts):  # what each column's verdicts hold against
+        cells = "".join(
+            "<td class='small'>" + "<br>".join(html.escape(a) for a in p.attackers) + "</td>"
+            for p in parts
+        )
+        rows.append(f"<tr><td><b>attacker</b></td><td class='small'>every verdict in the "
+                    f"column holds against this attack only</td>{cells}</tr>")  # fmt: skip
     untested = not_tested(parts)
     for i, first in enumerate(parts[0].findings):
         if first.key in untested:
@@ -829,6 +872,25 @@ def frontier_html(report: Report) -> str:
     return "\n".join(out)
 
 
+def attackers_html(compared: pl.DataFrame) -> str:
+    """Attackers compared per cell (`findings.attackers`): one table per comparison."""
+    out = ["<section id='attackers'><h2>Attackers compared, per cell</h2><p class='note'>Two "
+           "recipes' trials paired on every field but the attacker's (same seed, images, model "
+           "and cell); a verdict per cell with Holm over the cells of one comparison, and a row "
+           "'all' that must hold in every cell (attackers.csv).</p>"]  # fmt: skip
+    columns = ["sweep", "cell", "verdict", "estimate", "ci_low", "ci_high", "n", "p", "holm"]
+    for (key,), table in compared.group_by("key", maintain_order=True):
+        first = table.row(0, named=True)
+        out.append(f"<h3>{html.escape(first['claim'])} ({html.escape(key)})</h3>"
+                   f"<p class='small'>{html.escape(first['test'])}</p><table><tr>"
+                   + "".join(f"<th>{c}</th>" for c in columns) + "</tr>")  # fmt: skip
+        for row in table.iter_rows(named=True):
+            out.append("<tr>" + "".join(f"<td>{_cell_text(row.get(c))}</td>" for c in columns)
+                       + "</tr>")  # fmt: skip
+        out.append("</table>")
+    return "\n".join(out) + "</section>"
+
+
 def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
     drawn = [c for c in report.charts if c.spec is not None]
     several = len(report.parts) > 1
@@ -850,6 +912,7 @@ def index_html(report: Report, shown: pl.DataFrame, every: pl.DataFrame | None =
         + READING.format(margin=findings.MARGIN_DB, score=report.score)
         + findings_html(report.parts)
         + "</section>",
+        *([attackers_html(report.compared)] if report.compared is not None else []),
         *([frontier_html(report)] if report.frontiers else []),
         "<section><h2>Counts</h2>" + counts_html(report) + "</section>",
     ]

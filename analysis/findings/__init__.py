@@ -64,7 +64,7 @@ def findings(frame: pl.DataFrame, value: str = VALUE) -> list[Finding]:
 # the column existed, or naming none) is a part of its own, never merged into a named one.
 # To judge per another column (e.g. an attack `recipe`), add it here: `table` inserts it into
 # its output, and every caller that splits through `parts` follows.
-GROUP_COLUMNS: tuple[str, ...] = ("variant",)
+GROUP_COLUMNS: tuple[str, ...] = ("variant", "recipe")
 
 
 def parts(
