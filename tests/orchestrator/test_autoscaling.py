@@ -216,6 +216,7 @@ def test_autoscaler_starts_gpu_workers_from_zero_packs_survives_a_lost_node_and_
     driver = None
     try:
         cluster.start()
+        ray.shutdown()  # the suite's shared local Ray, if up: this test joins its own cluster
         ray.init(address=cluster.address, logging_level="WARNING")
         start_nodes = _alive_nodes()
         head_id = start_nodes[0]["NodeID"]
