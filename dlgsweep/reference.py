@@ -200,11 +200,26 @@ def spec() -> str:
     )
     out.append("## `search`\n")
     out.append(_table(("key", "what"), [(f"`{k}`", SEARCH_KEYS[k]) for k in search.SEARCH_KEYS]))
+    out.append("## `recipe` (in `attack` and in a variant)\n")
+    out.append(
+        "`recipe: NAME` fills the attack fields from a published attack's values; every field "
+        "the spec or variant sets itself wins (workloads.recipes):\n"
+    )
+    out.append(_table(("recipe", "its fields"), _recipes()))
     axes = ", ".join(
         f"`{a}` (with `{on}`: {', '.join(v)}; {scale})" for a, (on, v, scale) in search.AXES.items()
     )
     out.append(f"Searchable axes: {axes}.\n")
     return "\n".join(out)
+
+
+def _recipes() -> list[tuple[str, str]]:
+    from workloads.recipes import RECIPES, recipe_fields
+
+    return [
+        (f"`{name}`", ", ".join(f"{k}={v}" for k, v in recipe_fields(name).items()))
+        for name in RECIPES
+    ]
 
 
 # -- the row -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -71,6 +72,9 @@ if "RAY_TMPDIR" not in os.environ:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # the shared local Ray (local_ray)
+        ray.shutdown()
     if _RAY_TMPDIR is not None:
         shutil.rmtree(_RAY_TMPDIR, ignore_errors=True)
 
@@ -112,14 +116,22 @@ def results(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray per test module: 2 CPUs, no GPU, no dashboard."""
+def _shared_ray() -> Any:
     import ray
 
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="WARNING")
+    return ray
+
+
+@pytest.fixture
+def local_ray():
+    """The suite's one local Ray (2 CPUs, no GPU, no dashboard): started by the first test that
+    asks, kept for the next ones (a sweep run in-process joins it instead of starting and
+    stopping a Ray of its own), shut down at the end of the session. A test that needs a Ray
+    of another shape (several nodes, other environment) shuts it down first; the next test
+    asking for it starts it again."""
+    return _shared_ray()
 
 
 @pytest.fixture
@@ -206,7 +218,8 @@ def build_small_sweep(results: Path, sweep: str = SWEEP) -> Path:
     from workloads.trial import run_trial
 
     spec = parse_yaml(spec_yaml(sweep))
-    run_sweep(spec, str(results), num_cpus=2, num_gpus=0, say=lambda *_: None)
+    _shared_ray()
+    run_sweep(spec, str(results), say=lambda *_: None)
     store = SweepStore.of(str(results), sweep)
     empty = results.parent / f"{results.name}-empty-image-folder"
     empty.mkdir(parents=True, exist_ok=True)

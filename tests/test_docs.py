@@ -55,9 +55,10 @@ def test_reference_names_every_trial_field(site: Path) -> None:
 def test_reference_names_every_spec_key(site: Path) -> None:
     from store.search import SEARCH_KEYS
     from store.spec import RESOURCE_KEYS, TOP_LEVEL_KEYS
+    from workloads.recipes import RECIPES
 
     text = _text(site, "reference/spec")
-    for key in (*TOP_LEVEL_KEYS, *RESOURCE_KEYS, *SEARCH_KEYS):
+    for key in (*TOP_LEVEL_KEYS, *RESOURCE_KEYS, *SEARCH_KEYS, "recipe", *RECIPES):
         assert re.search(rf"\b{key}\b", text), key
 
 

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from dlgsweep.cli import main
+from dlgsweep.errors import UserError
 
 pytestmark = pytest.mark.ray  # the session's sweep fixture runs real attacks on Ray
 
@@ -115,10 +116,39 @@ def test_bad_sql_exits_2_with_polars_message(results: Path, capsys) -> None:
     ],
 )
 def test_read_only_judged_on_the_parsed_statement(results: Path, capsys, sql) -> None:
-    before = sorted(p.name for p in results.rglob("*"))
     assert main(["query", str(results), sql]) == 2
     assert "read-only" in capsys.readouterr().err
-    assert sorted(p.name for p in results.rglob("*")) == before
+
+
+def _dropped(context: pl.SQLContext, _: pl.LazyFrame) -> bool:
+    return "trials" not in context.tables()
+
+
+# what each statement does when polars runs it with no guard in front
+EFFECTS = {
+    "DROP TABLE trials": _dropped,
+    "/* x */ DROP TABLE trials": _dropped,
+    "SELECT 1; DROP TABLE trials": _dropped,
+    "CREATE TABLE x AS SELECT 1": lambda context, _: "x" in context.tables(),
+    "-- x\nDELETE FROM trials": lambda _, result: result.collect().height == 0,
+}
+
+
+@pytest.mark.parametrize("sql", list(EFFECTS))
+def test_the_guard_refuses_what_polars_would_run(results: Path, sql) -> None:
+    """Each statement, given to polars' SQL context over the same tables without the guard,
+    runs and takes effect (drops or creates a table, deletes every row): so `query` refusing
+    it is the guard's doing, not polars'. Without `check_read_only` they run (checked)."""
+    from analysis.query import query, tables
+
+    context = pl.SQLContext(tables(str(results)), eager=False)
+    assert context.execute("SELECT count(*) AS n FROM trials").collect()["n"][0] > 0
+    result = None
+    for statement in filter(str.strip, sql.split(";")):
+        result = context.execute(statement)  # polars alone: no error
+    assert EFFECTS[sql](context, result)
+    with pytest.raises(UserError, match="read-only"):
+        query(str(results), sql)
 
 
 def test_table_functions_reading_other_files_are_refused(results: Path, tmp_path, capsys) -> None:

@@ -9,6 +9,7 @@ pip (the wheels come from the local index when there is one).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -126,8 +127,26 @@ def test_the_base_install_reads_results_without_torch_or_ray(reader, tmp_path):
     report = _run(reader, "dlgsweep", "report", str(sweep), "--out", str(tmp_path / "report"),
                   cwd=tmp_path)  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]
-    assert (tmp_path / "report" / "index.html").stat().st_size > 0
-    assert list((tmp_path / "report").glob("*.png"))
+    _assert_report(tmp_path / "report")
+
+
+def _assert_report(out: Path) -> None:
+    """The report's own parts, each by name: every chart counts.json says was drawn has its
+    HTML and PNG and is on the index page; findings.csv has a verdict per claim; the gallery
+    and explorer are there. (The gallery's PNG alone once met a "some PNG" check.)"""
+    counts = json.loads((out / "counts.json").read_text())
+    drawn = [name for name, chart in counts["charts"].items() if chart["skipped"] is None]
+    assert drawn, counts["charts"]
+    index = (out / "index.html").read_text()
+    for name in drawn:
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert (out / f"{name}.html").stat().st_size > 0 and f"{name}.html" in index, name
+    with open(out / "findings.csv", newline="") as handle:
+        findings = list(csv.DictReader(handle))
+    assert findings and {"key", "claim", "verdict", "n"} <= set(findings[0])
+    verdicts = {row["verdict"] for row in findings}
+    assert verdicts <= {"supported", "contradicted", "mixed", "inconclusive", "not enough data"}
+    assert (out / "gallery.html").stat().st_size > 0 and (out / "explorer.html").stat().st_size > 0
 
 
 @pytest.mark.parametrize(

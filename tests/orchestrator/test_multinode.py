@@ -28,6 +28,7 @@ WORKER = {"num_cpus": 4, "num_gpus": 1, "min_worker_port": 20500, "max_worker_po
 
 @pytest.fixture
 def two_nodes():
+    ray.shutdown()  # the suite's shared local Ray, if up: this test joins a cluster of its own
     cluster = Cluster(initialize_head=True, head_node_args=HEAD)
     worker = cluster.add_node(**WORKER)
     cluster.wait_for_nodes()

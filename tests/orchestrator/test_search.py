@@ -227,7 +227,7 @@ retries: 0
 
 @pytest.mark.ray
 def test_search_through_ray_writes_grid_rows_and_resumes_only_what_is_missing(
-    tmp_path, capsys, monkeypatch, file_states
+    tmp_path, capsys, monkeypatch, file_states, local_ray
 ):
     monkeypatch.setenv("DLGSWEEP_COMPACT_MIN_ROWS", "1000")  # rows stay one file per trial
     path = tmp_path / "search.yaml"

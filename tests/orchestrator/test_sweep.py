@@ -17,7 +17,7 @@ from workloads.result import TrialResult
 
 @pytest.mark.ray
 def test_run_skips_finished_and_reruns_errored_and_missing(
-    tiny_spec, results, capsys, monkeypatch, file_states, trial_files
+    tiny_spec, results, capsys, monkeypatch, file_states, trial_files, local_ray
 ):
     spec, path = tiny_spec(
         "cli", grid={"seed": [0, 1], "activation": ["relu", "sigmoid"]},

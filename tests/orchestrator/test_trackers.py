@@ -9,7 +9,7 @@ refused in test_bad_input.py.
 
 from __future__ import annotations
 
-import os
+import json
 import socket
 import subprocess
 import sys
@@ -89,9 +89,89 @@ def test_log_sends_every_trial_to_mlflow_wandb_and_tensorboard(
         assert [m.step for m in curve] == [4, 8, 12, 16]  # the live reports, by attack iteration
         assert client.get_metric_history(run.info.run_id, "psnr_mean")[-1].step == 20
 
-    offline = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
-    assert len(offline) == 2 and all(list(run.glob("*.wandb")) for run in offline)
+    # W&B (offline): each trial a run of the sweep's project, its history the PSNR curve
+    offline = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2
+    for run in offline:
+        (log,) = run.glob("*.wandb")
+        projects, history = _wandb_records(log)
+        assert projects == {"tracked"}, projects
+        assert _steps_of(history, "psnr") == [4, 8, 12, 16], history[:3]
 
-    events = list((results / "tracked" / "tune").rglob("events.out.tfevents.*"))
+    # TensorBoard: each trial's event file holds the PSNR curve at the same steps
+    events = sorted((results / "tracked" / "tune").rglob("events.out.tfevents.*"))
     assert len({e.parent for e in events}) == 2
-    assert os.path.getsize(events[0]) > 0
+    for folder in {e.parent for e in events}:
+        scalars = _tensorboard_scalars(sorted(folder.glob("events.out.tfevents.*")))
+        psnr = [tag for tag in scalars if tag.endswith("/psnr")]
+        assert psnr, sorted(scalars)
+        values = scalars[psnr[0]]
+        assert len(values) >= 4 and all(v == v and v > 0 for _, v in values), values
+
+
+def _records(path: Path) -> list[bytes]:
+    """The records of a LevelDB-style log (W&B's .wandb file: a 7-byte header, then 32 KiB
+    blocks of records, each a 7-byte header (crc, length, type) and its bytes)."""
+    data = path.read_bytes()[7:]
+    out, pending, block = [], b"", 32 * 1024
+    position = 0
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # the block's tail is padding
+            position += left
+            continue
+        length = int.from_bytes(data[position + 4 : position + 6], "little")
+        kind = data[position + 6]
+        chunk = data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        pending += chunk
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            out.append(pending)
+            pending = b""
+    return out
+
+
+def _wandb_records(path: Path) -> tuple[set[str], list[dict[str, object]]]:
+    """(the projects of the run records, each history record as key -> value)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    projects, history = set(), []
+    for raw in _records(path):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            projects.add(record.run.project)
+        elif kind == "history":
+            history.append(
+                {
+                    (i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+                    for i in record.history.item
+                }
+            )
+    return projects, history
+
+
+def _steps_of(history: list[dict[str, object]], metric: str) -> list[int]:
+    """The attack iterations at which `metric` was logged (each live report carries its
+    `attack_iteration`)."""
+    return [int(h["attack_iteration"]) for h in history if metric in h and "attack_iteration" in h]
+
+
+def _tensorboard_scalars(paths: list[Path]) -> dict[str, list[tuple[int, float]]]:
+    """tag -> (step, value) of every scalar in TFRecord event files (tensorboardX's protos)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in paths:
+        data, position = path.read_bytes(), 0
+        while position + 12 <= len(data):
+            length = int.from_bytes(data[position : position + 8], "little")
+            event = event_pb2.Event.FromString(data[position + 12 : position + 12 + length])
+            position += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars

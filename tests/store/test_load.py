@@ -41,7 +41,7 @@ def test_images_on_request(small_sweep: Path) -> None:
     assert picked.height == 3 and picked["ground_truth_png"].null_count() == 0
 
 
-def test_results_root_uri_and_many_sweeps(small_sweep: Path, tmp_path: Path) -> None:
+def test_results_root_uri_and_many_sweeps(small_sweep: Path, tmp_path: Path, mini) -> None:
     root = tmp_path / "results"
     shutil.copytree(small_sweep, root / "a")
     shutil.copytree(small_sweep / "trials", root / "b" / "trials")
@@ -49,7 +49,7 @@ def test_results_root_uri_and_many_sweeps(small_sweep: Path, tmp_path: Path) -> 
     trials = load.load(f"file://{root}")
     # rows carry their sweep name ("mini"), so both copies land under it; folders are listed
     assert set(trials.files) == {"a", "b"}
-    assert trials.frame.height == 2 * expected_rows()
+    assert trials.frame.height == 2 * expected_rows(mini)
     assert len(load.sweeps(str(root / "a"))) == 1
 
 

@@ -50,9 +50,11 @@ def s3():
 
 @pytest.fixture(scope="module")
 def s3_ray(s3):
-    """A local Ray started after the credentials are in the environment (2 CPUs)."""
+    """A local Ray started after the credentials are in the environment (2 CPUs): its workers
+    must see them, so the suite's shared Ray (if up) is shut down first."""
     import ray
 
+    ray.shutdown()
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
