@@ -14,6 +14,13 @@ distance and the double backward.
 
     python bench/bench_attack.py                     # all models, batch 1, 4, 16 (CPU: minutes)
     python bench/bench_attack.py --models mcmahan_cnn --batches 1 4 --device cuda --profile
+
+A second table times the `inverting-gradients` recipe's attack (signed Adam, boxed, step
+schedule, TV; labels given) with R restarts run one after the other (`sequential`) and as one
+batched problem (`batched`: vmap over the restarts), interleaved, best of `--repeats`. Printed:
+seconds per iteration of all R restarts together, each way, and the ratio (sequential /
+batched; above 1 = batching is faster). `--restarts 1 4 8` picks R, `--only restarts` skips
+the first table.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from workloads.attack import AttackSettings, reconstruct
 from workloads.client import client_gradients
 from workloads.data import load_pool, to_tensor
 from workloads.models import create_model
+from workloads.recipes import recipe_fields
 
 # iterations per timing run, scaled so a CPU run stays in minutes
 ITERATIONS = {"mcmahan_cnn": 40, "resnet18": 6, "lenet_zhu": 60}
@@ -86,6 +94,68 @@ def ours(model, shared, labels, shape, iterations: int, device: str) -> None:
     _sync(device)
 
 
+def inverting_gradients(restarts: int, iterations: int, mode: str) -> AttackSettings:
+    """The recipe's attack settings (`inverting-gradients`), at a bench's budget."""
+    recipe = recipe_fields("inverting-gradients")
+    fields = {k: recipe[k] for k in ("loss", "optimizer", "lr", "tv_weight", "signed", "boxed")}
+    return AttackSettings(
+        **fields,
+        lr_schedule=recipe["lr_schedule"],
+        iterations=iterations,
+        restarts=restarts,
+        restart_mode=mode,
+        observe_every=iterations,
+    )
+
+
+def restarts_run(model, shared, labels, shape, settings: AttackSettings, device: str) -> None:
+    reconstruct(
+        model,
+        shared,
+        input_shape=shape,
+        num_classes=10,
+        labels=labels,
+        bn_mode="eval",
+        settings=settings,
+        generator=torch.Generator().manual_seed(0),
+    )
+    _sync(device)
+
+
+def restarts_table(args: argparse.Namespace, device: str) -> None:
+    print(
+        "\ninverting-gradients, R restarts: sequential vs batched (vmap), s per iteration of all R"
+    )
+    header = (
+        f"{'model':<12} {'batch':>5} {'R':>3} {'iters':>5} {'sequential':>11} {'batched':>9} "
+        f"{'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for model_name in args.models:
+        for batch in args.batches:
+            state = setup(model_name, batch, device)
+            iterations = max(2, round(ITERATIONS[model_name] * args.scale / max(1, batch / 4)))
+            for restarts in args.restarts:
+                modes = {m: inverting_gradients(restarts, iterations, m) for m in MODES}
+                warm = {m: inverting_gradients(restarts, 2, m) for m in MODES}
+                for mode in MODES:
+                    restarts_run(*state, warm[mode], device)
+                best = dict.fromkeys(MODES, float("inf"))
+                for _ in range(args.repeats):
+                    for mode in MODES:
+                        seconds = timed(restarts_run, *state, modes[mode], device)
+                        best[mode] = min(best[mode], seconds)
+                sequential, batched = (best[m] / iterations for m in MODES)
+                print(
+                    f"{model_name:<12} {batch:>5} {restarts:>3} {iterations:>5} "
+                    f"{sequential:>11.4f} {batched:>9.4f} {sequential / batched:>6.2f}"
+                )
+
+
+MODES = ("sequential", "batched")
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -134,6 +204,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the iteration counts")
     parser.add_argument("--profile", action="store_true", help="add the per-phase breakdown")
+    parser.add_argument("--restarts", nargs="+", type=int, default=[4], help="R of the 2nd table")
+    parser.add_argument("--only", choices=["loop", "restarts"], default=None)
     args = parser.parse_args()
     device = args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
@@ -141,6 +213,13 @@ def main() -> None:
         f"device: {device} ({name or platform.machine()}), torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}"
     )
+    if args.only != "restarts":
+        loop_table(args, device)
+    if args.only != "loop":
+        restarts_table(args, device)
+
+
+def loop_table(args: argparse.Namespace, device: str) -> None:
     header = (
         f"{'model':<12} {'batch':>5} {'iters':>5} {'plain it/s':>11} {'ours it/s':>10} {'ratio':>6}"
     )

@@ -5,6 +5,7 @@ name: paper
 grid: {seed: [0, 1], model: [mcmahan_cnn, resnet18]}   # cartesian product = the trials
 fixed: {dataset: cifar10}                                # the same for every trial
 attack: {optimizer: adam, lr: 0.1, iterations: 500}      # attack fields, same for every trial
+# or: attack: {recipe: inverting-gradients, iterations: 2000}  (a recipe's fields, overridden)
 resources: {cpu: 1, gpu: 0.25}                           # per trial (fractional GPUs pack)
 retries: 2                                               # Tune FailureConfig max_failures
 report_every: 25                                         # live reports (default: ~20 a trial)
@@ -34,6 +35,7 @@ from dlgsweep.errors import UserError
 from orchestrator.frontier import Search, parse_search, search_space
 from workloads.config import CHOICES, ENGINE_VERSION, TrialConfig, coerce, normalize_key
 from workloads.errors import ConfigError
+from workloads.recipes import RECIPES, recipe_fields
 
 TOP_LEVEL_KEYS = (
     "name", "description", "grid", "fixed", "attack", "variants", "resources", "retries",
@@ -60,6 +62,13 @@ ATTACK_FIELDS = (
     "iterate",
     "skip_zero_tensors",
     "mask_pruned",
+    "signed",
+    "boxed",
+    "lr_schedule",
+    "lr_warmup",
+    "restarts",
+    "l2_weight",
+    "bn_prior",
 )
 TRIAL_FIELDS = tuple(TrialConfig.__dataclass_fields__)
 DEFAULT_RETRIES = 2
@@ -276,14 +285,17 @@ def parse_spec(raw: Any, source: str = "", *, check_trials: bool = True) -> Swee
         )
     grid = _section(raw, "grid")
     fixed = _section(raw, "fixed")
-    attack = _section(raw, "attack")
+    recipe, attack = _take_recipe("attack", _section(raw, "attack"))
 
     grid_n = {axis: _axis(axis, values) for axis, values in _normalised("grid", grid).items()}
     fixed_n = _normalised("fixed", fixed)
     attack_n = _normalised("attack", attack)
     for key in attack_n:
         if key not in ATTACK_FIELDS:
-            raise ConfigError(f"attack.{key}", None, ", ".join(ATTACK_FIELDS))
+            raise ConfigError(f"attack.{key}", None, ", ".join(("recipe",) + ATTACK_FIELDS))
+    if recipe is not None:  # the recipe's fields, below the grid, fixed and attack's own
+        given = grid_n.keys() | fixed_n.keys() | attack_n.keys()
+        attack_n = {**_recipe_defaults(recipe, given), **attack_n}
     for key in attack_n.keys() & fixed_n.keys():
         raise UserError(f"{key}: set in both fixed and attack; keep one")
     for axis in grid_n:
@@ -368,6 +380,7 @@ def _variants(raw: Any, grid: dict[str, list[Any]]) -> dict[str, dict[str, Any]]
             fields = {}
         if not isinstance(fields, dict):
             raise ConfigError(f"variants.{name}", fields, "a mapping of trial field -> value")
+        recipe, fields = _take_recipe(f"variants.{name}", fields)
         normalised = _normalised(f"variants.{name}", fields)
         for key in normalised:
             if key in grid:
@@ -375,8 +388,25 @@ def _variants(raw: Any, grid: dict[str, list[Any]]) -> dict[str, dict[str, Any]]
                     f"variants.{name}.{key}: {key} is a grid axis; a variant overrides fixed "
                     "or attack fields only"
                 )
+        if recipe is not None:  # the variant's recipe, below its own fields, above the rest
+            normalised = {**_recipe_defaults(recipe, grid.keys() | normalised.keys()), **normalised}
         out[name] = normalised
     return out
+
+
+def _take_recipe(where: str, section: dict) -> tuple[str | None, dict]:
+    """`recipe: NAME` out of an attack or variant section: (the name or None, the rest)."""
+    if "recipe" not in section:
+        return None, section
+    name = section["recipe"]
+    if not isinstance(name, str) or name not in RECIPES:
+        raise ConfigError(f"{where}.recipe", name, "one of " + ", ".join(RECIPES))
+    return name, {k: v for k, v in section.items() if k != "recipe"}
+
+
+def _recipe_defaults(name: str, given: Any) -> dict[str, Any]:
+    """The recipe's field values for the fields the spec does not set itself."""
+    return {k: v for k, v in recipe_fields(name).items() if k not in given}
 
 
 def _section(raw: dict, key: str) -> dict:

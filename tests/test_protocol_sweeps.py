@@ -107,8 +107,10 @@ def test_every_row_names_its_variant(local_ray, results):
 NEW_FIELDS = (
     "image_choice", "image_norm", "init_scale", "prune_mode", "dummy_init", "iterate",
     "skip_zero_tensors", "mask_pruned", "precision", "deterministic",
+    "signed", "boxed", "lr_schedule", "lr_warmup", "restarts", "l2_weight", "bn_prior",
 )  # fmt: skip
-NEW_COLUMNS = ("psnr_raw_mean", "engine_version", "init_weight_std", "gpu_memory_peak_bytes")
+NEW_COLUMNS = ("psnr_raw_mean", "engine_version", "init_weight_std", "gpu_memory_peak_bytes",
+               "recipe", "restart_kept", "restart_mode", "restart_grad_losses")  # fmt: skip
 
 
 def old_row_table(config) -> tuple[str, "object"]:
@@ -164,5 +166,6 @@ def test_an_old_results_folder_is_read_with_the_new_fields_unknown_and_rerun(loc
     new = after.filter(~after["trial_key"].is_in(old_keys))
     assert sorted(new["trial_key"].to_list()) == sorted(c.trial_key for c in spec.trials())
     assert new["dummy_init"].to_list() == ["randn", "randn"]
+    assert new["recipe"].to_list() == ["custom", "custom"]  # the demo's attack is no recipe
     assert after.filter(after["trial_key"].is_in(old_keys))["dummy_init"].null_count() == 2
     assert len(sweep_status(SweepStore(str(folder))).missing) == 0

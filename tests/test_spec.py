@@ -20,8 +20,8 @@ BASE = {
 
 
 PRESETS = [
-    "bn-mode", "corrections", "defenses", "demo", "init-scale", "labels", "noise-frontier",
-    "paper", "paper-seed", "prune-frontier", "pruning-aware",
+    "attacks", "bn-mode", "corrections", "defenses", "demo", "init-scale", "labels",
+    "noise-frontier", "paper", "paper-seed", "prune-frontier", "pruning-aware",
 ]  # fmt: skip
 
 

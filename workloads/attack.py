@@ -1,9 +1,11 @@
-"""The attacker: gradient matching (DLG, Zhu et al. 2019, arXiv:1906.08935).
+"""The attacker: gradient matching, from DLG to Inverting Gradients and GradInversion.
 
 Dummy images (and, for `optimize`, soft labels) are optimised until the gradient they induce on
-the model matches the shared gradient. The attacker sees only the model, the shared gradients
-and what a server knows (batch size, input shape, number of classes); the ground truth never
-enters this module. An `observer` callback lets the caller score the iterate as it converges.
+the model matches the shared gradient (DLG, Zhu et al. 2019, arXiv:1906.08935). The attacker
+sees only the model, the shared gradients, what a server knows (batch size, input shape, number
+of classes) and, for the BatchNorm prior, the BN statistics a train-mode client update reveals;
+the ground truth never enters this module. An `observer` callback lets the caller score the
+iterate as it converges.
 
 Gradient losses: `l2` (DLG: sum of squared differences over all layers) and `cosine`
 (Geiping et al. 2020, arXiv:2003.14053: 1 - <g, g'> / (|g| |g'|) over all layers together).
@@ -13,13 +15,35 @@ Two options restrict what is matched:
 - `mask_pruned` (a pruning-aware attacker): when the client is known to prune, entries that are
   exactly zero in the shared gradient are left out, so the dummy is not pushed to reproduce the
   zeros the defense wrote. The trial turns it on only when the client prunes.
-The optional TV prior is added to the gradient loss on the dummy images (the seed added it to
-the classification loss, where it has no effect on the image).
+
+Image priors, added to the gradient loss on the dummy images x, (B, C, H, W):
+- `tv_weight` x TV(x), TV the anisotropic mean absolute difference of neighbours,
+  mean|x[..., :, 1:] - x[..., :, :-1]| + mean|x[..., 1:, :] - x[..., :-1, :]|, each mean over
+  every entry of the batch (Inverting Gradients' public code, inversefed, computes the same);
+- `l2_weight` x mean(x^2), over every entry of the batch;
+- `bn_prior_weight` x sum over BN layers of |mu_l(x) - mu_l| + |var_l(x) - var_l| (Euclidean
+  norms over channels; GradInversion, Yin et al. 2021, arXiv:2104.07586, eq. 6): mu_l(x),
+  var_l(x) are the dummy's batch mean and unbiased variance at the BN layer's input, mu_l, var_l
+  the targets the trial hands over (the client's batch statistics: `trial.bn_targets`).
+
+The optimiser (`adam` or `lbfgs`) steps on the dummy's gradient, or on its sign (`signed: hard`,
+Inverting Gradients); `boxed` clamps the dummy into the valid pixel range after every step;
+`lr_schedule` scales the step size per iteration (`schedule_factor`).
 
 The dummy starts from N(0, 1) (`dummy_init: randn`: DLG, iDLG, Inverting Gradients and the
 seed) or U[0, 1] (`uniform`), drawn from the attacker's own generator, never the model's.
-The reconstruction is the iterate with the lowest gradient loss (`iterate: best`) or the last
-one (`iterate: last`, the seed's).
+`restarts: R` draws R starts one after the other from that generator (restart 0 is the start a
+single run draws) and runs R independent attacks. Each keeps its iterate with the lowest
+objective (`iterate: best`; the objective includes the priors) or its last one (`iterate: last`,
+the seed's), and the restart whose kept iterate has the lowest gradient loss (priors left out:
+Inverting Gradients' scoring) is the reconstruction. The R restarts run one after the other
+(`sequential`) or as one batched problem (`batched`: `torch.func.vmap` over the restarts of the
+per-restart double gradient); both give the same result up to float rounding (amplified by
+signed steps: the mode is part of how a result was made, and `auto` fixes it by device).
+`auto` runs R > 1 restarts batched on a CUDA device where it applies (Adam, given labels, the
+full iteration budget) and sequential on a CPU, where bench/bench_attack.py measured the
+McMahan CNN's batched restarts slower than sequential ones (functorch materialises each
+restart's 2.1M-entry parameter gradient and the elementwise work dominates).
 
 Speed: the reference loop every DLG repository writes calls `loss.backward()` after
 `autograd.grad(..., create_graph=True)`, which also builds and accumulates gradients for every
@@ -32,7 +56,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -40,6 +64,10 @@ from torch.nn import functional as F
 
 Gradients = list[torch.Tensor]
 Observer = Callable[[int, float, torch.Tensor], None]
+# the batch statistics at each BatchNorm layer's input: (mean, unbiased variance) per channel
+BatchStats = list[tuple[torch.Tensor, torch.Tensor]]
+
+RESTART_MODES = ("auto", "batched", "sequential")
 
 
 @dataclass(frozen=True)
@@ -57,26 +85,48 @@ class AttackSettings:
     iterate: str = "best"
     skip_zero_tensors: bool = False
     mask_pruned: bool = False
+    signed: str = "none"  # none | hard: step on sign(gradient) (Inverting Gradients)
+    boxed: bool = False  # project into `box` after every step
+    box: tuple[float, float] = (0.0, 1.0)  # the valid pixel range of the model's input
+    lr_schedule: str = "none"  # none | step | cosine (`schedule_factor`)
+    lr_warmup: int = 0  # cosine: iterations of linear warmup
+    restarts: int = 1
+    l2_weight: float = 0.0
+    bn_prior_weight: float = 0.0
+    restart_mode: str = "auto"  # how R restarts run; never changes the result beyond rounding
 
     def __repr__(self) -> str:  # one log line says what ran
         stop = {"threshold": f"<= {self.stop_threshold:g}", "plateau": f"{self.stop_patience}"}
         options = [name for name in ("skip_zero_tensors", "mask_pruned") if getattr(self, name)]
+        options += ["signed"] if self.signed != "none" else []
+        options += [f"boxed {self.box[0]:g}..{self.box[1]:g}"] if self.boxed else []
+        priors = [f"tv={self.tv_weight:g}"]
+        priors += [f"l2={self.l2_weight:g}"] if self.l2_weight else []
+        priors += [f"bn={self.bn_prior_weight:g}"] if self.bn_prior_weight else []
+        schedule = "" if self.lr_schedule == "none" else f" {self.lr_schedule}"
         return (
             f"Attack({self.loss} loss{''.join(', ' + o for o in options)}, {self.optimizer} "
-            f"lr={self.lr:g}, {self.iterations} it, tv={self.tv_weight:g}, "
-            f"start={self.dummy_init}, keep={self.iterate}, "
+            f"lr={self.lr:g}{schedule}, {self.iterations} it, {', '.join(priors)}, "
+            f"start={self.dummy_init}, keep={self.iterate}, restarts={self.restarts}, "
             f"stop={self.stop}{' ' + stop.get(self.stop, '')})"
         ).replace(" )", ")")
+
+    def batchable(self, labels_given: bool) -> bool:
+        """Whether the restarts can run as one batched problem (`restart_mode: batched`)."""
+        return self.optimizer == "adam" and labels_given and self.stop == "iterations"
 
 
 @dataclass
 class AttackOutcome:
-    reconstruction: torch.Tensor  # (B, C, H, W), the kept iterate (best or last), unclamped
+    reconstruction: torch.Tensor  # (B, C, H, W), the kept iterate of the kept restart
     labels: torch.Tensor  # (B,) the labels the attacker used (argmax of soft labels)
-    kept_loss: float  # gradient loss of the kept iterate
+    kept_loss: float  # gradient loss (priors left out) of the kept iterate
     best_iteration: int
     iterations_run: int
     diverged: bool
+    restart_losses: list[float] = field(default_factory=list)  # each restart's kept loss
+    kept_restart: int = 0
+    restart_mode: str = "sequential"  # how the restarts ran
 
 
 class GradientLoss:
@@ -126,7 +176,7 @@ GRADIENT_LOSSES: dict[str, type[GradientLoss]] = {"l2": L2Loss, "cosine": Cosine
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
-    """Anisotropic TV, mean absolute difference of neighbours. images: (B, C, H, W)."""
+    """Anisotropic TV: mean |horizontal difference| + mean |vertical difference|, (B, C, H, W)."""
     dx = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean()
     dy = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().mean()
     return dx + dy
@@ -172,6 +222,131 @@ def soft_cross_entropy(logits: torch.Tensor, soft_label_logits: torch.Tensor) ->
     return torch.sum(-F.softmax(soft_label_logits, -1) * F.log_softmax(logits, -1), -1).mean()
 
 
+def step_milestones(iterations: int) -> list[int]:
+    """The step schedule's milestones: inversefed's `T // 2.667, T // 1.6, T // 1.142`.
+
+    These are 3/8, 5/8 and 7/8 of T, floored after a float division, as inversefed computes
+    them: 749, 1249, 1751 at T = 2000 (2000 // 1.6 is 1249.0 in floating point); 8998, 14999,
+    21015 at T = 24000."""
+    return [int(iterations // 2.667), int(iterations // 1.6), int(iterations // 1.142)]
+
+
+def schedule_factor(settings: AttackSettings, iteration: int) -> float:
+    """The step size of `iteration` (0-based) as a fraction of `lr`.
+
+    - `none`: 1.
+    - `step`: x0.1 from each milestone on (`step_milestones`; torch's MultiStepLR).
+    - `cosine`: (t + 1) / W for the first W = `lr_warmup` iterations, then
+      (1 + cos(pi (t - W) / (T - W))) / 2: from 1 down to near 0 at the last iteration.
+    """
+    if settings.lr_schedule == "step":
+        passed = sum(iteration >= m for m in step_milestones(settings.iterations))
+        return 0.1**passed
+    if settings.lr_schedule == "cosine":
+        warmup = settings.lr_warmup
+        if iteration < warmup:
+            return (iteration + 1) / warmup
+        span = max(1, settings.iterations - warmup)
+        return 0.5 * (1 + math.cos(math.pi * (iteration - warmup) / span))
+    return 1.0
+
+
+def batch_statistics(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and unbiased variance of a BN layer's input, (N, C, ...)."""
+    dims = [0, *range(2, inputs.dim())]
+    return inputs.mean(dim=dims), inputs.var(dim=dims, unbiased=True)
+
+
+def bn_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+class Objective:
+    """What one dummy batch costs: the gradient distance, then the image priors.
+
+    Evaluated two ways on the attacker's copy of the model: with autograd on one restart
+    (`autograd`, any optimiser, optimised labels), or as a pure function of one restart's dummy
+    for `torch.func` (`functional`, vmapped over the restarts)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        shared: Gradients,
+        labels: torch.Tensor | None,
+        settings: AttackSettings,
+        bn_targets: BatchStats | None,
+    ) -> None:
+        self.model = model
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.labels = labels
+        self.settings = settings
+        self.gradient_loss = GRADIENT_LOSSES[settings.loss](
+            shared, skip_zero_tensors=settings.skip_zero_tensors, mask_pruned=settings.mask_pruned
+        )
+        self.bn_targets = bn_targets if settings.bn_prior_weight > 0 else None
+        self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if self.bn_targets is not None:
+            layers = bn_layers(model)
+            if len(layers) != len(self.bn_targets):
+                raise ValueError(f"{len(self.bn_targets)} BN targets for {len(layers)} BN layers")
+            for layer in layers:
+                layer.register_forward_hook(self._record)
+
+    def _record(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
+        self.stats.append(batch_statistics(inputs[0]))
+
+    def task_loss(self, logits: torch.Tensor, soft_labels: torch.Tensor | None) -> torch.Tensor:
+        if soft_labels is None:
+            return F.cross_entropy(logits, self.labels)
+        return soft_cross_entropy(logits, soft_labels)
+
+    def priors(self, dummy: torch.Tensor, stats: BatchStats) -> torch.Tensor | float:
+        total: torch.Tensor | float = 0.0
+        if self.settings.tv_weight > 0:
+            total = total + self.settings.tv_weight * total_variation(dummy)
+        if self.settings.l2_weight > 0:
+            total = total + self.settings.l2_weight * dummy.pow(2).mean()
+        if self.bn_targets is not None:
+            bn = sum(
+                (mean - target_mean).norm() + (var - target_var).norm()
+                for (mean, var), (target_mean, target_var) in zip(stats, self.bn_targets)
+            )
+            total = total + self.settings.bn_prior_weight * bn
+        return total
+
+    def autograd(
+        self, dummy: torch.Tensor, soft_labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(objective, gradient loss) of one restart's dummy, (B, C, H, W), with a graph."""
+        self.stats.clear()
+        logits = self.model(dummy)
+        dummy_gradients = torch.autograd.grad(
+            self.task_loss(logits, soft_labels), self.params, create_graph=True
+        )
+        gradient_loss = self.gradient_loss(dummy_gradients)
+        return gradient_loss + self.priors(dummy, list(self.stats)), gradient_loss
+
+    def batched(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, tuple]]:
+        """(R, B, C, H, W) -> (d objective / d dummy, (objective (R,), gradient loss (R,)))."""
+        from torch.func import functional_call, grad, grad_and_value, vmap
+
+        params = {n: p.detach() for n, p in zip(self.names, self.params)}
+
+        def one(dummy: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+            def task(p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple]:
+                self.stats.clear()
+                logits = functional_call(self.model, p, (dummy,))
+                return self.task_loss(logits, None), tuple(self.stats)
+
+            dummy_gradients, stats = grad(task, has_aux=True)(params)
+            gradient_loss = self.gradient_loss([dummy_gradients[n] for n in self.names])
+            objective = gradient_loss + self.priors(dummy, list(stats))
+            return objective, gradient_loss
+
+        return vmap(grad_and_value(one, has_aux=True))
+
+
 def reconstruct(
     model: nn.Module,
     shared_gradients: Gradients,
@@ -183,103 +358,205 @@ def reconstruct(
     settings: AttackSettings,
     generator: torch.Generator,
     observer: Observer | None = None,
+    bn_targets: BatchStats | None = None,
 ) -> AttackOutcome:
     """Optimise dummy inputs until their gradient matches `shared_gradients`; keep the best."""
+    if settings.restart_mode not in RESTART_MODES:
+        raise ValueError(f"restart_mode {settings.restart_mode!r} not in {RESTART_MODES}")
     device = shared_gradients[0].device
     model = copy.deepcopy(model).train(bn_mode == "train")
-    # the dummy's gradient w.r.t. these is matched; nothing ever accumulates in their .grad
-    params = [p for p in model.parameters() if p.requires_grad]
+    if bn_mode == "train":  # batch statistics, and no running buffers to update (vmap-safe)
+        from torch.func import replace_all_batch_norm_modules_
 
-    dummy = dummy_start(input_shape, settings.dummy_init, generator)
-    dummy = dummy.to(device).requires_grad_(True)
+        replace_all_batch_norm_modules_(model)
+    for p in model.parameters():  # the dummy's gradient w.r.t. these is matched; none
+        p.grad = None  # ever accumulates in their .grad
+    if labels is not None:
+        labels = labels.to(device)
+    objective = Objective(model, shared_gradients, labels, settings, bn_targets)
+
+    # R starts, one after the other from the attacker's stream (restart 0 = a single run's)
+    starts, soft_starts = [], []
+    for _ in range(settings.restarts):
+        starts.append(dummy_start(input_shape, settings.dummy_init, generator))
+        if labels is None:
+            soft_starts.append(torch.randn((input_shape[0], num_classes), generator=generator))
+
+    # auto: batched on a GPU, where one batched problem saves R-1 sets of kernel launches; on a
+    # CPU the McMahan CNN's batched restarts ran at half the speed of sequential ones (bench)
+    batched = settings.restart_mode == "batched" or (
+        settings.restart_mode == "auto" and settings.restarts > 1 and device.type == "cuda"
+    )
+    batched = batched and settings.batchable(labels is not None)
+    if settings.restart_mode == "batched" and not batched:
+        raise ValueError("restart_mode batched needs adam, given labels and stop: iterations")
+    # with one restart the observer sees the attack live; with more, the kept one is replayed
+    live = observer if settings.restarts == 1 else None
+    if batched:
+        runs = [_optimise(objective, torch.stack(starts), None, settings, device, live)]
+    else:
+        runs = [
+            _optimise(
+                objective,
+                start[None],
+                soft_starts[r][None] if labels is None else None,
+                settings,
+                device,
+                live,
+            )
+            for r, start in enumerate(starts)
+        ]
+    return _choose(runs, labels, observer if settings.restarts > 1 else None, batched)
+
+
+@dataclass
+class _Run:
+    """R restarts optimised together (R = 1 on the sequential path)."""
+
+    kept: torch.Tensor  # (R, B, C, H, W)
+    kept_labels: torch.Tensor | None  # (R, B, classes) soft label logits, or None
+    losses: list[float]  # gradient loss of each restart's kept iterate
+    best_iterations: list[int]
+    iterations_run: int
+    diverged: list[bool]
+    observed: list[list[tuple[int, float, torch.Tensor]]]  # per restart, when buffered
+
+
+def _optimise(
+    objective: Objective,
+    start: torch.Tensor,  # (R, B, C, H, W)
+    soft_start: torch.Tensor | None,  # (1, B, classes) on the sequential path with soft labels
+    settings: AttackSettings,
+    device: torch.device,
+    live: Observer | None,
+) -> _Run:
+    restarts = start.shape[0]
+    batched = restarts > 1 or (settings.restart_mode == "batched")
+    dummy = start.to(device).requires_grad_(True)
     variables = [dummy]
     soft_labels = None
-    if labels is None:
-        soft_labels = torch.randn((input_shape[0], num_classes), generator=generator)
-        soft_labels = soft_labels.to(device).requires_grad_(True)
+    if soft_start is not None:
+        soft_labels = soft_start.to(device).requires_grad_(True)
         variables.append(soft_labels)
-    else:
-        labels = labels.to(device)
+    evaluate_batch = objective.batched() if batched else None
 
-    gradient_loss = GRADIENT_LOSSES[settings.loss](
-        shared_gradients,
-        skip_zero_tensors=settings.skip_zero_tensors,
-        mask_pruned=settings.mask_pruned,
-    )
     optimizer = OPTIMIZERS[settings.optimizer](variables, settings.lr)
+    scheduler = None
+    if settings.lr_schedule != "none":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda t: schedule_factor(settings, t)
+        )
     # Best-iterate bookkeeping stays on the device: no host sync per iteration (on a GPU a
     # float(loss) every step stalls the queue). The host looks only every `observe_every` steps.
-    best_loss = torch.tensor(math.inf, device=device)
-    best_iteration = torch.tensor(0, device=device)
+    inf = torch.full((restarts,), math.inf, device=device)
+    best_objective, best_loss = inf.clone(), inf.clone()
+    best_iteration = torch.zeros(restarts, dtype=torch.long, device=device)
     best_dummy = dummy.detach().clone()
     best_labels = None if soft_labels is None else soft_labels.detach().clone()
-    step = {"iteration": 0, "loss": best_loss}
+    step = {"iteration": 0, "loss": inf.clone()}
 
-    def objective() -> torch.Tensor:
-        logits = model(dummy)
-        if soft_labels is None:
-            task_loss = F.cross_entropy(logits, labels)
-        else:
-            task_loss = soft_cross_entropy(logits, soft_labels)
-        dummy_gradients = torch.autograd.grad(task_loss, params, create_graph=True)
-        loss = gradient_loss(dummy_gradients)
-        if settings.tv_weight > 0:
-            loss = loss + settings.tv_weight * total_variation(dummy)
-        return loss
+    def evaluate() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(objective (R,), gradient loss (R,), d objective / d variables)."""
+        if evaluate_batch is not None:
+            grads, (value, loss) = evaluate_batch(dummy.detach())
+            return value, loss, [grads]
+        labels = None if soft_labels is None else soft_labels[0]
+        value, loss = objective.autograd(dummy[0], labels)
+        grads = list(torch.autograd.grad(value, variables))
+        return value.detach().reshape(1), loss.detach().reshape(1), grads
 
     def closure() -> torch.Tensor:
-        nonlocal best_loss, best_iteration
         optimizer.zero_grad(set_to_none=True)
-        loss = objective()
-        value = loss.detach()
-        improved = value < best_loss  # NaN never improves: the best iterate stays finite
-        best_loss = torch.where(improved, value, best_loss)
-        best_iteration = torch.where(improved, step["iteration"], best_iteration)
-        best_dummy.copy_(torch.where(improved, dummy.detach(), best_dummy))
+        value, loss, grads = evaluate()
+        value, loss = value.detach(), loss.detach()
+        improved = value < best_objective  # NaN never improves: the best iterate stays finite
+        best_objective.copy_(torch.where(improved, value, best_objective))
+        best_loss.copy_(torch.where(improved, loss, best_loss))
+        best_iteration.copy_(torch.where(improved, step["iteration"], best_iteration))
+        shape = (restarts,) + (1,) * (dummy.dim() - 1)
+        best_dummy.copy_(torch.where(improved.view(shape), dummy.detach(), best_dummy))
         if best_labels is not None:
-            best_labels.copy_(torch.where(improved, soft_labels.detach(), best_labels))
-        step["loss"] = value
-        grads = torch.autograd.grad(loss, variables)
+            best_labels.copy_(torch.where(improved.view(-1, 1, 1), soft_labels, best_labels))
+        step["loss"] = loss
         for variable, grad in zip(variables, grads):
-            variable.grad = grad
-        return loss
+            variable.grad = grad.sign() if settings.signed == "hard" else grad
+        return value.sum()
 
-    iterations_run, diverged = 0, False
+    observed: list[list[tuple[int, float, torch.Tensor]]] = [[] for _ in range(restarts)]
+    iterations_run = 0
+    diverged = [False] * restarts
     check_every = 1 if settings.stop != "iterations" else settings.observe_every
     for iteration in range(settings.iterations):
         step["iteration"] = iteration
         last = iteration == settings.iterations - 1
-        observe = observer is not None and (iteration % settings.observe_every == 0 or last)
+        observe = iteration % settings.observe_every == 0 or last
         before_step = dummy.detach().clone() if observe else None
         optimizer.step(closure)  # evaluates the loss of the iterate as it was before the step
+        if scheduler is not None:
+            scheduler.step()
+        if settings.boxed:
+            with torch.no_grad():
+                dummy.clamp_(*settings.box)
         iterations_run = iteration + 1
         if not (observe or last or iteration % check_every == 0):
             continue
-        loss_now = float(step["loss"])  # the one host sync every few iterations
+        losses = step["loss"].tolist()  # the one host sync every few iterations
         if before_step is not None:
-            observer(iteration, loss_now, before_step)
-        if not math.isfinite(loss_now) or not torch.isfinite(dummy).all():
-            diverged = True
+            for r in range(restarts):
+                if live is not None:
+                    live(iteration, losses[r], before_step[r])
+                else:
+                    observed[r].append((iteration, losses[r], before_step[r]))
+        finite = torch.isfinite(dummy.detach()).flatten(1).all(dim=1).tolist()
+        diverged = [d or not math.isfinite(v) or not f for d, v, f in zip(diverged, losses, finite)]
+        if all(diverged):
             break
-        if _should_stop(settings, loss_now, iteration, int(best_iteration)):
+        if restarts == 1 and _should_stop(settings, losses[0], iteration, int(best_iteration[0])):
             break
 
-    final_labels = labels
-    reconstruction, kept_loss = best_dummy, float(best_loss)
-    if settings.iterate == "last" and not diverged:
-        reconstruction = dummy.detach().clone()  # after the last step, as the seed kept it
-        kept_loss = float(objective().detach())  # that iterate's loss was never evaluated
-        if soft_labels is not None:
-            final_labels = soft_labels.detach().argmax(dim=-1)
-    elif best_labels is not None:
-        final_labels = best_labels.argmax(dim=-1)
-    return AttackOutcome(
-        reconstruction=reconstruction,
-        labels=final_labels.detach().cpu(),
-        kept_loss=kept_loss,
-        best_iteration=int(best_iteration),
+    kept, kept_labels, losses = best_dummy, best_labels, best_loss.tolist()
+    if settings.iterate == "last":  # after the last step, as the seed kept it
+        kept = dummy.detach().clone()
+        kept_labels = None if soft_labels is None else soft_labels.detach().clone()
+        _, loss, _ = evaluate()  # that iterate's loss was never evaluated
+        losses = [v if not d else best for v, d, best in zip(loss.tolist(), diverged, losses)]
+        kept = torch.stack([b if d else k for k, b, d in zip(kept, best_dummy, diverged)])
+    return _Run(
+        kept=kept,
+        kept_labels=kept_labels,
+        losses=losses,
+        best_iterations=best_iteration.tolist(),
         iterations_run=iterations_run,
         diverged=diverged,
+        observed=observed,
+    )
+
+
+def _choose(
+    runs: list[_Run], labels: torch.Tensor | None, observer: Observer | None, batched: bool
+) -> AttackOutcome:
+    """The restart whose kept iterate has the lowest gradient loss (a NaN loss never wins)."""
+    flat = [(run, i) for run in runs for i in range(len(run.losses))]
+    losses = [run.losses[i] for run, i in flat]
+    scores = [v if math.isfinite(v) else math.inf for v in losses]
+    kept = min(range(len(flat)), key=lambda r: scores[r])
+    run, i = flat[kept]
+    if observer is not None:  # the kept restart's curve, replayed
+        for iteration, loss, dummy in run.observed[i]:
+            observer(iteration, loss, dummy)
+    final_labels = labels
+    if run.kept_labels is not None:
+        final_labels = run.kept_labels[i].argmax(dim=-1)
+    return AttackOutcome(
+        reconstruction=run.kept[i],
+        labels=final_labels.detach().cpu(),
+        kept_loss=losses[kept],
+        best_iteration=run.best_iterations[i],
+        iterations_run=run.iterations_run,
+        diverged=all(r.diverged[j] for r, j in flat),
+        restart_losses=losses,
+        kept_restart=kept,
+        restart_mode="batched" if batched else "sequential",
     )
 
 

@@ -36,7 +36,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "noise": ("none", "gaussian", "laplacian"),
     "loss": ("cosine", "l2"),
     "optimizer": ("adam", "lbfgs"),
-    "label_strategy": ("idlg", "llg", "optimize", "oracle"),
+    "label_strategy": ("idlg", "llg", "yin", "optimize", "oracle"),
     "stop": ("iterations", "threshold", "plateau"),
     "split": ("test", "train"),
     # the seed study's protocol, one field per departure from the literature (README table)
@@ -46,13 +46,20 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dummy_init": ("randn", "uniform"),
     "iterate": ("best", "last"),
     "precision": ("fp32", "tf32"),
+    # the attack's optimisation (workloads.attack): Inverting Gradients' signed steps, schedules
+    "signed": ("none", "hard"),
+    "lr_schedule": ("none", "step", "cosine"),
 }
 
 # Bumped whenever the same TrialConfig would give a different result (a fixed attack bug, a
 # changed random stream): it is part of `trial_key`, so rows of an older engine are never taken
 # for trials of this one; `resume` reruns them. 2: independent random streams per role, iDLG
-# from the bias gradient, LLG's spreading fallback, dummy_init/seed-protocol fields.
-ENGINE_VERSION = 2
+# from the bias gradient, LLG's spreading fallback, dummy_init/seed-protocol fields. 3: the
+# attack fields of Inverting Gradients and GradInversion (signed, boxed, schedules, restarts,
+# priors); `grad_loss_final` and the curve's loss are the gradient loss without the priors.
+ENGINE_VERSION = 3
+# restarts run as one batched problem: R copies of the dummy in memory at once
+MAX_RESTARTS = 64
 
 # The seed study's spellings (Hydra sweep lines) -> ours.
 ALIASES: dict[str, dict[str, str]] = {
@@ -114,7 +121,14 @@ class TrialConfig:
     lr: float = 0.1
     iterations: int = 500
     label_strategy: str = "idlg"
-    tv_weight: float = 0.0
+    tv_weight: float = 0.0  # TV prior weight (workloads.attack: anisotropic, mean over entries)
+    l2_weight: float = 0.0  # L2 prior weight: mean of the squared dummy pixels
+    bn_prior: float = 0.0  # GradInversion's BN-statistics prior weight (0: off; BN models only)
+    signed: str = "none"  # hard: the optimiser steps on the sign of the dummy's gradient (IG)
+    boxed: bool = False  # clamp the dummy into the valid pixel range ([0, 1]) after every step
+    lr_schedule: str = "none"  # none | step (x0.1 at 3/8, 5/8, 7/8) | cosine (after lr_warmup)
+    lr_warmup: int = 0  # cosine: iterations of linear warmup
+    restarts: int = 1  # independent dummy starts; the lowest gradient loss is kept
     dummy_init: str = "randn"  # the dummy's start: N(0, 1) (DLG, iDLG, the seed) or U[0, 1]
     iterate: str = "best"  # which iterate is the reconstruction: lowest loss, or the last
     skip_zero_tensors: bool = False  # the seed's distance: leave out all-zero shared tensors
@@ -171,8 +185,21 @@ class TrialConfig:
             raise ConfigError("noise_scale", self.noise_scale, "a number >= 0")
         if self.lr <= 0:
             raise ConfigError("lr", self.lr, "a number > 0")
-        if self.tv_weight < 0:
-            raise ConfigError("tv_weight", self.tv_weight, "a number >= 0")
+        for name in ("tv_weight", "l2_weight", "bn_prior"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, getattr(self, name), "a number >= 0")
+        _check_range("restarts", self.restarts, 1, MAX_RESTARTS, f"an integer 1..{MAX_RESTARTS}")
+        _check_range("lr_warmup", self.lr_warmup, 0, None, "an integer >= 0")
+        if self.lr_warmup > 0 and self.lr_schedule != "cosine":
+            raise ConfigError(
+                "lr_warmup", self.lr_warmup, f"0 with lr_schedule {self.lr_schedule} (cosine only)"
+            )
+        if self.lr_warmup >= self.iterations:
+            raise ConfigError(
+                "lr_warmup", self.lr_warmup, f"fewer than iterations ({self.iterations})"
+            )
+        if self.bn_prior > 0:
+            self._check_bn_prior()
         if self.stop_threshold < 0:
             raise ConfigError("stop_threshold", self.stop_threshold, "a number >= 0")
         split_size = SPLIT_SIZES.get((self.dataset, self.split))
@@ -197,6 +224,25 @@ class TrialConfig:
                 "norm",
                 self.norm,
                 "'batch' only with model mcmahan_cnn (resnet18 and mcmahan_cnn_seed have BN)",
+            )
+
+    def _check_bn_prior(self) -> None:
+        """The BN prior matches the client's batch statistics: the model must have BN, and the
+        client must train in train mode, whose update of the BN buffers reveals them."""
+        has_bn = self.model in ("resnet18", "mcmahan_cnn_seed") or self.norm == "batch"
+        if not has_bn:
+            raise ConfigError(
+                "bn_prior",
+                self.bn_prior,
+                f"0 for {self.model} without BatchNorm (BN models: resnet18, mcmahan_cnn_seed, "
+                "mcmahan_cnn with norm batch)",
+            )
+        if self.bn_mode != "train":
+            raise ConfigError(
+                "bn_prior",
+                self.bn_prior,
+                "0 with bn_mode eval: an eval-mode client's update reveals no batch statistics "
+                "(set bn_mode train)",
             )
 
     # -- construction -----------------------------------------------------------------------

@@ -174,6 +174,9 @@ def _minmax(batch: torch.Tensor, pool: Pool, dataset: str) -> torch.Tensor:
 
 
 IMAGE_NORMS = {"unit": _unit, "minmax": _minmax}
+# The valid range of the model's input under each image_norm: what `boxed` clamps the dummy to.
+# Both end in [0, 1] pixels (minmax rescales each image), so the model never sees other values.
+IMAGE_BOX = {"unit": (0.0, 1.0), "minmax": (0.0, 1.0)}
 
 
 def to_tensor(images: np.ndarray, image_size: int = 0) -> torch.Tensor:

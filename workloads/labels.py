@@ -14,6 +14,10 @@ penultimate activations), so its row sums carry g's signs only when a >= 0 (ReLU
   count repeats: each pick adds |m| back to that class's sum and the next pick is the most
   negative one left. With no negative sum at all (e.g. an all-zero, fully pruned gradient) the
   picks spread over the classes instead of repeating one.
+- `yin` (GradInversion, Yin et al. 2021, arXiv:2104.07586, sec. 3.1): for a batch of distinct
+  labels, the B classes whose weight-gradient rows have the most negative minimum over the
+  features (each present class has a strongly negative entry; absent classes only small
+  positive ones when a >= 0). It cannot count repeats: a batch with a repeated label loses one.
 - `optimize` (DLG, Zhu et al. 2019): labels are optimised jointly as soft labels.
 - `oracle`: the true labels, handed over as an upper bound (the seed study's protocol).
 """
@@ -62,9 +66,17 @@ def llg_labels(last: LastLayer, batch_size: int) -> torch.Tensor:
     return torch.tensor(sorted(picks), dtype=torch.long)
 
 
+def yin_labels(last: LastLayer, batch_size: int) -> torch.Tensor:
+    row_minima = last.weight.double().amin(dim=1)  # (classes,)
+    order = torch.argsort(row_minima, stable=True)
+    order = order.repeat(-(-batch_size // order.numel()))  # B > classes: classes repeat in turn
+    return torch.sort(order[:batch_size]).values.to(torch.long)
+
+
 LABEL_RULES: dict[str, LabelRule | None] = {
     "idlg": idlg_labels,
     "llg": llg_labels,
+    "yin": yin_labels,
     "optimize": None,  # soft labels optimised with the images
     "oracle": None,  # true labels, given by the trial as an upper bound
 }

@@ -29,11 +29,16 @@ class TrialResult:
     psnr_raw_mean: float | None = None  # the seed's PSNR: unclamped, unmatched, mean over B
     ssim_mean: float | None = None
     label_accuracy: float | None = None
-    grad_loss_final: float | None = None  # gradient loss of the kept (best) iterate
+    grad_loss_final: float | None = None  # gradient loss (priors left out) of the kept iterate
+    recipe: str | None = None  # the attack recipe the trial's fields match, or "custom"
+    restart_kept: int | None = None  # which restart was kept (0-based)
+    restart_mode: str | None = None  # sequential | batched: how the restarts ran
+    # the gradient loss of every restart's kept iterate (the kept one's is grad_loss_final)
+    restart_grad_losses: list[float] = field(default_factory=list)
     iterations_run: int = 0
     best_iteration: int = 0
     wall_seconds: float = 0.0
-    seconds_per_iteration: float | None = None
+    seconds_per_iteration: float | None = None  # attack seconds / (iterations x restarts)
     device: str = "cpu"
     gpu_memory_peak_bytes: int | None = None  # the trial's peak CUDA allocation (None on CPU)
     started_at: float = field(default=0.0, metadata={"column": "timestamp"})  # unix seconds

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from workloads import metrics
-from workloads.attack import AttackSettings, reconstruct
+from workloads.attack import AttackSettings, bn_layers, reconstruct
 from workloads.client import apply_defenses, client_gradients, distortion, zero_fraction
 from workloads.config import TrialConfig
-from workloads.data import choose_images, load_pool, normalize_images, to_tensor
+from workloads.data import IMAGE_BOX, choose_images, load_pool, normalize_images, to_tensor
 from workloads.device import resolve_device, trial_runtime
 from workloads.labels import LABEL_RULES, LastLayer
 from workloads.models import create_model, first_conv, last_linear
+from workloads.recipes import recipe_of
 from workloads.result import TrialResult
 
 log = logging.getLogger("dlgsweep")
@@ -79,6 +80,7 @@ def run_trial(
         with trial_runtime(device, config.precision, config.deterministic) as runtime:
             result = _run(config, device, started, keep_frames, live)
         result.gpu_memory_peak_bytes = runtime.peak_memory_bytes
+        result.recipe = recipe_of(config.to_dict())
         return result
     except Exception as exc:  # a failed trial is a record, not a gap
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -86,6 +88,7 @@ def run_trial(
         return TrialResult(
             status="error",
             error=detail,
+            recipe=recipe_of(config.to_dict()),
             device=device,
             started_at=started,
             finished_at=time.time(),
@@ -124,6 +127,7 @@ def _run(
 
     # --- client: gradient of one local step, then the defense ------------------------------
     gradients = client_gradients(model, ground_truth, true_labels, config.bn_mode)
+    targets = bn_targets(server_model, model) if config.bn_prior > 0 else None
     shared = apply_defenses(
         gradients,
         prune=config.prune,
@@ -162,6 +166,14 @@ def _run(
         skip_zero_tensors=config.skip_zero_tensors,
         # the attacker masks only when it knows the client prunes: a no-op otherwise
         mask_pruned=config.mask_pruned and config.prune != "none",
+        signed=config.signed,
+        boxed=config.boxed,
+        box=IMAGE_BOX[config.image_norm],
+        lr_schedule=config.lr_schedule,
+        lr_warmup=config.lr_warmup,
+        restarts=config.restarts,
+        l2_weight=config.l2_weight,
+        bn_prior_weight=config.bn_prior,
     )
     curve: dict[str, list] = {"iteration": [], "loss": [], "psnr": []}
     frames: list[np.ndarray] = []
@@ -188,6 +200,7 @@ def _run(
         settings=settings,
         generator=generator,
         observer=observe,
+        bn_targets=targets,
     )
     attack_seconds = time.perf_counter() - attack_started
 
@@ -205,11 +218,15 @@ def _run(
         psnr_raw_mean=metrics.raw_psnr(outcome.reconstruction, ground_truth),
         ssim_mean=float(scores.ssim.mean()) if scores.ssim is not None else None,
         label_accuracy=metrics.label_accuracy(outcome.labels, true_labels),
-        grad_loss_final=outcome.kept_loss if math.isfinite(outcome.kept_loss) else None,
+        grad_loss_final=_finite(outcome.kept_loss),
+        restart_kept=outcome.kept_restart,
+        restart_mode=outcome.restart_mode,
+        restart_grad_losses=[_finite(v) for v in outcome.restart_losses],
         iterations_run=outcome.iterations_run,
         best_iteration=outcome.best_iteration,
         wall_seconds=finished - started,
-        seconds_per_iteration=attack_seconds / max(1, outcome.iterations_run),
+        # per iteration of one restart: R restarts cost about R times one (less when batched)
+        seconds_per_iteration=attack_seconds / max(1, outcome.iterations_run * config.restarts),
         device=str(device),
         started_at=started,
         finished_at=finished,
@@ -228,6 +245,30 @@ def _run(
         ground_truth=metrics.to_uint8(ground_truth),
         frames=frames,
     )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def bn_targets(
+    server_model: torch.nn.Module, client_model: torch.nn.Module
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The client's batch statistics at each BN layer, as a train-mode update reveals them.
+
+    A client in train mode updates every BN layer's running buffers once with its batch:
+    new = (1 - m) old + m batch, m the layer's momentum (the variance the unbiased one). The
+    server sent the old buffers and receives the new ones with the update (FedAvg shares the
+    model's state; no defense here touches the buffers), so it solves for the batch's mean and
+    unbiased variance exactly. `server_model` holds the buffers sent, `client_model` the
+    buffers after the client's step."""
+    targets = []
+    for old, new in zip(bn_layers(server_model), bn_layers(client_model)):
+        m = new.momentum
+        mean = (new.running_mean - (1 - m) * old.running_mean) / m
+        var = (new.running_var - (1 - m) * old.running_var) / m
+        targets.append((mean.detach(), var.detach()))
+    return targets
 
 
 def last_layer_gradient(model: torch.nn.Module, shared: list[torch.Tensor]) -> LastLayer:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dlgsweep.extras import require_sweep
 from workloads.config import CHOICES, TrialConfig
+from workloads.recipes import RECIPES, recipe_fields
 
 BOOLEAN_FIELDS = {f.name for f in fields(TrialConfig) if f.type in ("bool", bool)}
 
@@ -39,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             flag, dest=field.name, default=None, metavar=field.name.upper(),
             help=f"{default}{hint}",
         )  # fmt: skip
+    parser.add_argument(
+        "--recipe", default=None, metavar="NAME",
+        help=f"fill the attack fields from a published attack ({' | '.join(RECIPES)}); "
+        "any field flag given beside it wins",
+    )  # fmt: skip
     parser.add_argument("--out", default="attack-out", help="output folder (default attack-out)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda if present)")
     parser.set_defaults(func=run)
@@ -50,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from workloads.trial import resolve_device, run_trial
 
     raw = {f.name: getattr(args, f.name) for f in fields(TrialConfig)}
-    config = TrialConfig.from_dict({k: v for k, v in raw.items() if v is not None})
+    given = {k: v for k, v in raw.items() if v is not None}
+    if args.recipe is not None:
+        given = {**recipe_fields(args.recipe), **given}
+    config = TrialConfig.from_dict(given)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     device = resolve_device(args.device)
     if device == "cpu":
@@ -88,11 +97,20 @@ def summary(config: TrialConfig, result, out: Path) -> str:  # noqa: ANN001 (Tri
         f"the seed's raw PSNR {_num(result.psnr_raw_mean, '.2f')} dB\n"
         f"  labels {result.predicted_labels} (true {result.true_labels}), "
         f"label accuracy {_num(result.label_accuracy, '.2f')} [{result.label_strategy_used}]\n"
-        f"  gradient loss {_num(result.grad_loss_final, '.3g')} ({kept} iterate; best at "
-        f"iteration {result.best_iteration}), {result.iterations_run} iterations, "
+        f"  attack {result.recipe}: gradient loss {_num(result.grad_loss_final, '.3g')} "
+        f"({kept} iterate; best at iteration {result.best_iteration}"
+        f"{_restarts(result)}), {result.iterations_run} iterations, "
         f"{_num(result.seconds_per_iteration, '.1f', 1000)} ms/iteration\n"
         f"  wrote {out}/ground_truth.png, reconstruction.png, convergence.gif, result.json"
     )
+
+
+def _restarts(result) -> str:  # noqa: ANN001 (TrialResult)
+    losses = [v for v in result.restart_grad_losses if v is not None]
+    if len(result.restart_grad_losses) < 2:
+        return ""
+    spread = f", others {min(losses):.3g}..{max(losses):.3g}" if losses else ""
+    return f"; restart {result.restart_kept} of {len(result.restart_grad_losses)} kept{spread}"
 
 
 def _write_images(out: Path, result) -> None:

@@ -56,7 +56,7 @@ def trial_gflop(config: TrialConfig) -> float:
     per_iteration = GFLOP_PER_ITERATION[config.model] * config.batch_size * pixels / 1024
     if config.optimizer == "lbfgs":
         per_iteration *= LBFGS_EVALUATIONS
-    return per_iteration * config.iterations
+    return per_iteration * config.iterations * config.restarts
 
 
 def trial_seconds(config: TrialConfig, cpu: float, gpu: float) -> float:
@@ -64,10 +64,10 @@ def trial_seconds(config: TrialConfig, cpu: float, gpu: float) -> float:
     work = trial_gflop(config)
     if gpu:
         compute = work / (GPU_TFLOPS * 1e3 * GPU_EFFICIENCY * min(gpu, 1.0))
-        floor = config.iterations * GPU_SECONDS_PER_ITERATION_FLOOR
+        floor = config.iterations * GPU_SECONDS_PER_ITERATION_FLOOR  # restarts run batched
         return max(compute, floor)
     compute = work / (CPU_GFLOPS_PER_CORE * cpu)
-    return max(compute, config.iterations * CPU_SECONDS_PER_ITERATION_FLOOR)
+    return max(compute, config.iterations * config.restarts * CPU_SECONDS_PER_ITERATION_FLOOR)
 
 
 def local_gpus() -> int:
@@ -281,7 +281,8 @@ def plan_lines(
     for config in trials:
         found = (measured or {}).get(measure_key(config, device))
         if found is not None:
-            work_seconds += found.trial_seconds(config.iterations)
+            # rows measure seconds per iteration of one restart
+            work_seconds += found.trial_seconds(config.iterations * config.restarts)
             used[(config.model, device)][config.batch_size] = found
             from_rows += 1
         else:
