@@ -345,6 +345,47 @@ def test_a_linear_prune_search_is_in_the_axis_units(tmp_path: Path) -> None:
     assert chart["spec"]["layer"][1]["encoding"]["y"]["scale"]["type"] == "linear"
 
 
+def test_a_dp_search_states_its_threshold_as_epsilon(tmp_path: Path) -> None:
+    """A search of DP-SGD's noise multiplier: the table carries the epsilon (the rows'
+    dp_epsilon, PLD) at the multiplier found and at the bracket's weaker end, and what it is for
+    (delta, q, steps); the chart writes it beside each point."""
+    from workloads.privacy import epsilon
+
+    search = ("search: {axis: dp_noise_multiplier, range: [0.1, 10.0], resolution: 0.125, "
+              "target: 15}")  # fmt: skip
+    grid = "  activation: [relu, sigmoid]\n"
+    fixed = "model: mcmahan_cnn, dp_clip: 1.0, dp_sample_rate: 0.05, dp_steps: 20"
+
+    def psnr(config: dict) -> float:
+        t = -0.2 + 0.5 * (config["activation"] == "sigmoid") + 0.01 * config["seed"]
+        return TARGET + SLOPE * (t - math.log10(config["dp_noise_multiplier"]))
+
+    spec = parse_yaml(spec_yaml("dp", grid, search, fixed=fixed))
+    store = SweepStore.of(str(tmp_path / "results"), "dp")
+    store.save_spec(spec.to_yaml())
+    for row in synthetic_search(spec, psnr):
+        row["dp_epsilon"] = epsilon(row["dp_noise_multiplier"], 0.05, 20, 1e-5)
+        store.write_row(row)
+    found = frontier_of(tmp_path / "results" / "dp")
+    table = found.table
+    assert {"dp_delta", "dp_sample_rate", "dp_steps", "dp_clip"} <= set(table.columns)
+    for row in table.iter_rows(named=True):
+        assert row["outcome"] == FOUND
+        assert row["epsilon"] == pytest.approx(epsilon(row["strength"], 0.05, 20, 1e-5))
+        low = epsilon(row["bracket_low"], 0.05, 20, 1e-5)
+        assert row["epsilon_bracket_low"] == pytest.approx(low) and low > row["epsilon"]
+    by = {r["activation"]: r for r in table.iter_rows(named=True)}
+    assert by["sigmoid"]["strength"] > by["relu"]["strength"]  # Sigmoid needs more noise...
+    assert by["sigmoid"]["epsilon"] < by["relu"]["epsilon"]  # ...so a smaller epsilon
+    spec_dict = frontier.frontier_chart(table, found.search).to_dict()
+    labels = [layer for layer in spec_dict["spec"]["layer"] if layer["mark"]["type"] == "text"]
+    assert labels and labels[0]["encoding"]["text"]["field"] == "epsilon_label"
+    rows = next(iter(spec_dict["datasets"].values()))
+    assert {r["epsilon_label"] for r in rows} == {f"ε={r['epsilon']:.3g}" for r in rows}
+    assert any("ε: DP-SGD's epsilon" in line for line in spec_dict["title"]["subtitle"])
+    assert "DP-SGD noise" in _finding(found, "frontier_sigmoid_vs_relu").claim
+
+
 # -- the chart ----------------------------------------------------------------------------------
 
 
