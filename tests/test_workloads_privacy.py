@@ -51,9 +51,9 @@ def _analytic_gaussian_epsilon(sigma: float, delta: float) -> float:
     def delta_of(eps: float) -> float:
         a = 1 / (2 * sigma) - eps * sigma
         b = -1 / (2 * sigma) - eps * sigma
-        return stats.norm.cdf(a) - math.exp(eps) * stats.norm.cdf(b) - delta
+        return stats.norm.cdf(a) - math.exp(eps + stats.norm.logcdf(b)) - delta
 
-    return optimize.brentq(delta_of, 1e-6, 100.0)
+    return optimize.brentq(delta_of, 1e-6, 5000.0)
 
 
 def _rdp_classic_epsilon(sigma: float, q: float, steps: int, delta: float) -> float:
@@ -81,6 +81,17 @@ def test_one_full_batch_step_at_sigma_1_is_epsilon_4_377():
     assert epsilon(0.0, 1.0, 1, 1e-5) == math.inf  # no noise, no guarantee
 
 
+def test_tiny_multipliers_get_an_epsilon_in_bounded_time():
+    """A frontier search visits sigma down to 1e-4: the PLD grid scales with epsilon, and past
+    PLD_LIMIT the column is the RDP bound, never an overflow."""
+    from workloads.privacy import PLD_LIMIT, epsilon
+
+    values = [epsilon(s, 1.0, 1, 1e-5) for s in (0.3, 0.03, 1e-3, 1e-4)]
+    assert values == sorted(values)  # less noise, larger epsilon
+    assert values[1] == pytest.approx(_analytic_gaussian_epsilon(0.03, 1e-5), rel=1e-3)
+    assert values[2] > PLD_LIMIT and values[2] == epsilon(1e-3, 1.0, 1, 1e-5, "rdp")
+
+
 @pytest.mark.parametrize("sigma,q,steps", [(1.1, 0.01, 1000), (2.0, 0.05, 50), (0.8, 0.1, 10)])
 def test_subsampled_multistep_epsilon_against_dp_accounting_and_the_closed_form(sigma, q, steps):
     import dp_accounting
@@ -97,7 +108,8 @@ def test_subsampled_multistep_epsilon_against_dp_accounting_and_the_closed_form(
     rdp_account = rdp_privacy_accountant.RdpAccountant()
     rdp_account.compose(event)
     pld, rdp = epsilon(sigma, q, steps, 1e-5, "pld"), epsilon(sigma, q, steps, 1e-5, "rdp")
-    assert pld == pytest.approx(pld_account.get_epsilon(1e-5), rel=1e-9)
+    # dp-accounting's default grid (1e-4 wide); ours is 1e-4 of epsilon above 1
+    assert pld == pytest.approx(pld_account.get_epsilon(1e-5), rel=1e-3)
     assert rdp == pytest.approx(rdp_account.get_epsilon(1e-5), rel=1e-9)
     classic = _rdp_classic_epsilon(sigma, q, steps, 1e-5)
     assert pld <= rdp <= classic * 1.001  # PLD tightest, then RDP, then the classic conversion
@@ -204,7 +216,7 @@ def test_dp_rows_carry_epsilon_for_q_over_t_steps_and_plain_rows_leave_it_null()
     )
     account = pld_privacy_accountant.PLDAccountant()
     account.compose(event)
-    assert result.dp_epsilon == pytest.approx(account.get_epsilon(1e-5), rel=1e-9)
+    assert result.dp_epsilon == pytest.approx(account.get_epsilon(1e-5), rel=1e-3)
     assert result.dp_epsilon_rdp >= result.dp_epsilon
     assert 0.0 <= result.dp_clipped_fraction <= 1.0
     assert result.dp_noise_to_signal > 0
