@@ -22,9 +22,9 @@ sampled Gaussian mechanism with noise multiplier sigma and Poisson rate q = `dp_
 to epsilon 1 and 1e-4 of the RDP bound above it (relative precision about 1e-4, in bounded
 time for the small multipliers a frontier search visits); where the RDP bound exceeds 1000 the
 PLD column holds the RDP bound (`PLD_LIMIT`: dp-accounting's PLD overflows near sigma 1e-3 at
-q = 1, and such an epsilon is no guarantee in any case). One step at q = 1, sigma = 1, delta = 1e-5 gives 4.377 under
-PLD, which is the analytic Gaussian mechanism's value (Balle and Wang 2018). sigma = 0 releases
-the clipped mean unprotected: epsilon is infinite.
+q = 1, and such an epsilon is no guarantee in any case). One step at q = 1, sigma = 1,
+delta = 1e-5 gives 4.377 under PLD, which is the analytic Gaussian mechanism's value (Balle and
+Wang 2018). sigma = 0 releases the clipped mean unprotected: epsilon is infinite.
 
 The sampling rate is a claim of the accounting, not of the trial: the attacker is handed the
 update of the batch that was drawn (the batch the trial chose), as an attacker who sees one
