@@ -242,6 +242,47 @@ def test_fedsgd_written_as_one_local_step_is_todays_trial():
         assert a.curve_grad_loss == b.curve_grad_loss
 
 
+def test_fedsgd_is_the_gradient_pipeline_before_fedavg():
+    """The trial's FedSGD path is the pipeline these fields came after, rebuilt here from its
+    parts (the client's gradient, the noise defense from the client stream, the attack from the
+    attacker stream): the same reconstruction, exactly."""
+    import copy
+
+    from workloads import metrics
+    from workloads.attack import AttackSettings, reconstruct
+    from workloads.client import apply_defenses, client_gradients
+    from workloads.data import choose_images, load_pool, normalize_images, to_tensor
+    from workloads.models import create_model
+    from workloads.trial import RandomStreams, run_trial
+
+    config = TrialConfig.from_dict({**SMALL, "batch_size": 2, "seed": 5, "noise": "gaussian",
+                                    "noise_scale": 1e-3, "local_steps": 1,
+                                    "local_images": 2})  # fmt: skip
+    pool = load_pool("cifar10", "test", 16)
+    chosen = choose_images(5, len(pool), 2, "random")
+    truth = normalize_images(to_tensor(pool.images[chosen], 16), "unit", pool, "cifar10")
+    labels = torch.from_numpy(pool.labels[chosen])
+    streams = RandomStreams(5)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(streams.seed_of("model"))
+        model = create_model("mcmahan_cnn", channels=3, side=16, num_classes=10,
+                             activation="sigmoid", norm="none", init_method="xavier_normal",
+                             init_gain="activation", init_scale=1.0)  # fmt: skip
+    server = copy.deepcopy(model)
+    shared = apply_defenses(client_gradients(model, truth, labels, "eval"), prune="none",
+                            prune_ratio=0.2, noise="gaussian", noise_scale=1e-3,
+                            generator=streams.generator("client"))  # fmt: skip
+    settings = AttackSettings(iterations=20, observe_every=10, box=(0.0, 1.0))
+    outcome = reconstruct(server, shared, input_shape=(2, 3, 16, 16), num_classes=10,
+                          labels=labels, bn_mode="eval", settings=settings,
+                          generator=streams.generator("attacker"))  # fmt: skip
+    order = metrics.score(outcome.reconstruction, truth).order
+    expected = metrics.to_uint8(outcome.reconstruction[torch.as_tensor(order)])
+    result = run_trial(config, "cpu")
+    assert result.status == "ok", result.error
+    np.testing.assert_array_equal(result.reconstruction, expected)
+
+
 def test_the_unrolled_objective_at_one_step_matches_the_gradient_objective():
     """Unrolling one step of lr on the whole batch gives -lr x the gradient: the cosine loss of
     the same dummy is the same (up to rounding), and its gradient points the same way."""
