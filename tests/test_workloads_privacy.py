@@ -81,6 +81,17 @@ def test_one_full_batch_step_at_sigma_1_is_epsilon_4_377():
     assert epsilon(0.0, 1.0, 1, 1e-5) == math.inf  # no noise, no guarantee
 
 
+@pytest.mark.parametrize("sigma,steps", [(1.0, 2), (2.0, 10), (5.0, 100)])
+def test_t_full_batch_steps_are_one_gaussian_step_of_sigma_over_root_t(sigma, steps):
+    """Composing T Gaussian mechanisms (q = 1) is exactly one with std sigma / sqrt(T): the
+    accountant's composition checked against the analytic single mechanism."""
+    from workloads.privacy import epsilon
+
+    composed = epsilon(sigma, 1.0, steps, 1e-5)
+    single = _analytic_gaussian_epsilon(sigma / math.sqrt(steps), 1e-5)
+    assert composed == pytest.approx(single, rel=2e-3)
+
+
 def test_tiny_multipliers_get_an_epsilon_in_bounded_time():
     """A frontier search visits sigma down to 1e-4: the PLD grid scales with epsilon, and past
     PLD_LIMIT the column is the RDP bound, never an overflow."""
@@ -440,3 +451,24 @@ def test_the_attack_command_exits_2_naming_the_field(flags, field, tmp_path, cap
     assert rc == 2
     assert field in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_attack_command_states_the_clients_update_and_its_epsilon(tmp_path, capsys):
+    from dlgsweep import cli
+
+    rc = cli.main(["attack", "--iterations", "2", "--image-size", "16", "--pool-size", "8",
+                   "--batch-size", "2", "--local-images", "4", "--local-steps", "2",
+                   "--dp-clip", "1", "--dp-noise-multiplier", "1", "--out",
+                   str(tmp_path / "out")])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "FedAvg, 2 local steps of lr 0.1 on 4 images in batches of 2" in out
+    # two DP-SGD steps at q = 1, sigma = 1: PLD gives 6.573 (one step at sigma 1/sqrt(2))
+    expected = f"epsilon {_pld(1.0, 1.0, 2):.4g} (PLD"
+    assert expected in out, out
+
+
+def _pld(sigma: float, q: float, steps: int) -> float:
+    from workloads.privacy import epsilon
+
+    return epsilon(sigma, q, steps, 1e-5)
