@@ -384,6 +384,10 @@ def test_a_dp_search_states_its_threshold_as_epsilon(tmp_path: Path) -> None:
     assert {r["epsilon_label"] for r in rows} == {f"ε={r['epsilon']:.3g}" for r in rows}
     assert any("ε: DP-SGD's epsilon" in line for line in spec_dict["title"]["subtitle"])
     assert "DP-SGD noise" in _finding(found, "frontier_sigmoid_vs_relu").claim
+    from analysis.report import frontier_table_html
+
+    page = frontier_table_html(table)  # the report's table: epsilon beside the multiplier
+    assert "<th>strength</th><th>epsilon</th><th>bracket low</th>" in page
 
 
 # -- the chart ----------------------------------------------------------------------------------
