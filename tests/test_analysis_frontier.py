@@ -167,7 +167,11 @@ def test_frontier_table_finds_the_known_thresholds(known: Path) -> None:
         configs = [{**cell, "seed": s} for s in SEEDS]
         truth = float(np.mean([base_truth(c) for c in configs]))  # where the seeds' mean crosses
         found_at = math.log10(cell["strength"])
-        assert truth <= found_at + 1e-9 and found_at - truth <= STEP + 1e-9  # the weakest above
+        # the weakest lattice point above the truth, give or take the trials' own noise: the
+        # search decides on the seeds' noisy mean (sd 0.3 dB / sqrt(4) seeds), so the crossing
+        # moves by up to 3 of its sds (0.056 decades) with the draws (which hash every field)
+        slack = 3 * 0.3 / math.sqrt(len(SEEDS)) / SLOPE
+        assert truth - slack <= found_at + 1e-9 and found_at - truth <= STEP + slack
         assert math.log10(cell["bracket_high"]) - math.log10(cell["bracket_low"]) == (
             pytest.approx(STEP, abs=1e-4))  # fmt: skip
         at = rows.filter(
