@@ -365,12 +365,10 @@ def frontier_chart(table: pl.DataFrame, search: Search | None) -> alt.TopLevelMi
     )  # fmt: skip
     layers = [rules, points]
     if "epsilon" in drawn.columns:  # DP-SGD: the threshold as the epsilon it buys, beside it
-        labels = drawn.with_columns(
-            pl.when(pl.col("epsilon").is_not_null())
-            .then(pl.format("ε={}", pl.col("epsilon").round_sig_figs(3)))
-            .otherwise(None).alias("epsilon_label")
-        )  # fmt: skip
-        drawn = labels
+        drawn = drawn.with_columns(pl.Series("epsilon_label", [
+            None if e is None else f"ε{'≥' if o == DEFEATED_AT_WEAKEST else '='}{e:.3g}"
+            for e, o in zip(drawn["epsilon"], drawn["outcome"])
+        ], dtype=pl.String))  # fmt: skip
         layers.append(
             base.transform_filter("isValid(datum.y) && isValid(datum.epsilon_label)")
             .mark_text(align="left", dx=7, fontSize=10)
@@ -440,8 +438,9 @@ def _subtitle(table: pl.DataFrame, search: Search) -> list[str]:
         f"{search.low:g}: defeated at the weakest",
     ]
     if search.axis == DP_AXIS:
-        lines.append("ε: DP-SGD's epsilon (PLD, dp-accounting) at the multiplier found, "
-                     "for the cell's dp_delta, dp_sample_rate, dp_steps x local_steps")
+        lines.append("ε: DP-SGD's epsilon (PLD, dp-accounting; above 1000 the RDP bound) at "
+                     "the multiplier found, for the cell's dp_delta, dp_sample_rate, dp_steps x "
+                     "local_steps")  # fmt: skip
     outcomes = table["outcome"].to_list()
     if SEARCHING in outcomes:
         lines.append(f"diamond: still searching ({outcomes.count(SEARCHING)} cells), at the "

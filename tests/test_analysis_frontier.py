@@ -386,6 +386,11 @@ def test_a_dp_search_states_its_threshold_as_epsilon(tmp_path: Path) -> None:
     assert labels and labels[0]["encoding"]["text"]["field"] == "epsilon_label"
     rows = next(iter(spec_dict["datasets"].values()))
     assert {r["epsilon_label"] for r in rows} == {f"ε={r['epsilon']:.3g}" for r in rows}
+    assert all("e+" in r["epsilon_label"] or r["epsilon"] < 1e6 for r in rows)  # 3 digits
+    weakest = table.with_columns(pl.lit(DEFEATED_AT_WEAKEST).alias("outcome"))
+    drawn = next(iter(frontier.frontier_chart(weakest, found.search).to_dict()["datasets"]
+                      .values()))  # fmt: skip
+    assert all(r["epsilon_label"].startswith("ε≥") for r in drawn)  # at least that epsilon
     assert any("ε: DP-SGD's epsilon" in line for line in spec_dict["title"]["subtitle"])
     assert "DP-SGD noise" in _finding(found, "frontier_sigmoid_vs_relu").claim
     from analysis.report import frontier_table_html
