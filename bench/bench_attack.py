@@ -283,8 +283,10 @@ def privacy_table(args: argparse.Namespace, device: str) -> None:
     steps = args.local_steps
     print("\nprivacy: the client's update plain vs DP-SGD (s per update), the attack plain vs "
           "unrolled over K local steps (s per iteration)")  # fmt: skip
-    header = (f"{'model':<12} {'batch':>5} {'plain':>8} {'DP-SGD':>8} {'ratio':>6} "
-              f"{'attack':>8} " + " ".join(f"{f'K={k}':>8} {'ratio':>6}" for k in steps))
+    header = (
+        f"{'model':<12} {'batch':>5} {'plain':>8} {'DP-SGD':>8} {'ratio':>6} "
+        f"{'attack':>8} " + " ".join(f"{f'K={k}':>8} {'ratio':>6}" for k in steps)
+    )
     print(header)
     print("-" * len(header))
     for model_name in args.models:

@@ -56,6 +56,7 @@ from workloads.errors import ConfigError
 # a SweepSpec (store.spec): the spec imports this module, so the type stays a variable here
 SpecT = TypeVar("SpecT")
 
+
 class _Positive:
     """The switch values of an axis turned on by a number: any number > 0 (DP-SGD's clip)."""
 

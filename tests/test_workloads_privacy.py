@@ -301,8 +301,12 @@ def test_the_unrolled_objective_at_one_step_matches_the_gradient_objective():
 
     model = _model(seed=4)
     images, labels = _batch(2, seed=4)
-    shared = [g.detach() for g in torch.autograd.grad(
-        torch.nn.functional.cross_entropy(model(images), labels), list(model.parameters()))]
+    shared = [
+        g.detach()
+        for g in torch.autograd.grad(
+            torch.nn.functional.cross_entropy(model(images), labels), list(model.parameters())
+        )
+    ]
     dummy = torch.rand((2, 3, 16, 16), generator=torch.Generator().manual_seed(1))
     values = []
     for settings, target in (
@@ -390,8 +394,9 @@ def test_unrolled_restarts_batched_equal_sequential():
         kept[mode] = outcome
     assert kept["batched"].restart_losses == pytest.approx(kept["sequential"].restart_losses,
                                                            rel=1e-3)  # fmt: skip
-    torch.testing.assert_close(kept["batched"].reconstruction,
-                               kept["sequential"].reconstruction, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(
+        kept["batched"].reconstruction, kept["sequential"].reconstruction, rtol=1e-3, atol=1e-4
+    )
 
 
 # -- bad values exit 2 naming the field ---------------------------------------------------------
@@ -421,8 +426,7 @@ def test_unrolled_restarts_batched_equal_sequential():
         ({"batch_size": 2, "local_images": 3, "local_steps": 2}, "local_images"),
         ({"batch_size": 2, "local_images": 6, "local_steps": 2}, "local_images"),  # unvisited
         ({"local_images": 8, "local_steps": 8, "pool_size": 4}, "local_images"),
-        ({"local_steps": 2, "model": "resnet18", "bn_mode": "train", "bn_prior": 1.0},
-         "bn_prior"),
+        ({"local_steps": 2, "model": "resnet18", "bn_mode": "train", "bn_prior": 1.0}, "bn_prior"),
     ],
 )
 def test_bad_dp_and_fedavg_values_name_the_field(raw, key):
