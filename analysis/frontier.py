@@ -59,10 +59,17 @@ CHART_FIELDS = ("model", "init_method", "activation")
 # shown in the table (and named by the chart) even when the spec fixes them
 TABLE_FIELDS = (*CHART_FIELDS, "batch_size", "dataset")
 DISTORTION = ("grad_cosine", "grad_rel_error")
+# a DP-SGD search (axis dp_noise_multiplier) states its threshold as the guarantee it buys: the
+# rows' dp_epsilon (PLD, for the cell's dp_delta over dp_steps x local_steps steps at rate
+# dp_sample_rate) at the multiplier found and at the bracket's weaker end
+DP_AXIS = "dp_noise_multiplier"
+EPSILON = "dp_epsilon"
+DP_FIELDS = ("dp_clip", "dp_delta", "dp_sample_rate", "dp_steps", "local_steps")
 # the frontier table's columns that are not the cell's configuration
 RESULTS = ("sweep", "axis", "variant", "cell", "outcome", "strength", "bracket_low",
            "bracket_high", "score_at_strength", "target", "trials", "points", "seeds",
-           "grad_cosine", "grad_rel_error", "distortion_rows", "seeds_censored")  # fmt: skip
+           "grad_cosine", "grad_rel_error", "distortion_rows", "seeds_censored", "epsilon",
+           "epsilon_bracket_low")  # fmt: skip
 SHAPES = {FOUND: "circle", NOT_DEFEATED: "triangle-up", DEFEATED_AT_WEAKEST: "triangle-down",
           SEARCHING: "diamond"}  # fmt: skip
 
@@ -100,7 +107,8 @@ def _cell_columns(state: SearchState) -> list[str]:
     axes = [a for a, _ in state.cells[0].point] if state.cells else []
     variant = ["variant"] if state.spec.variants else []
     switch = AXES[state.search.axis][0]  # noise or prune: the defense whose strength is searched
-    return [*variant, *dict.fromkeys([*axes, *TABLE_FIELDS, switch])]
+    dp = DP_FIELDS if state.search.axis == DP_AXIS else ()  # what the epsilon is for
+    return [*variant, *dict.fromkeys([*axes, *TABLE_FIELDS, switch, *dp])]
 
 
 def _search_rows(state: SearchState, frame: pl.DataFrame) -> pl.DataFrame:
@@ -110,13 +118,14 @@ def _search_rows(state: SearchState, frame: pl.DataFrame) -> pl.DataFrame:
     where = [(key, ids[c], i) for key, (c, _, i) in state.where.items()]
     lookup = pl.DataFrame(where, schema={"trial_key": pl.String, "_cell": pl.Int64,
                                          "_index": pl.Int64}, orient="row")  # fmt: skip
+    measured = (*DISTORTION, EPSILON)
     if frame.is_empty() or "trial_key" not in frame.columns:
-        return lookup.clear().with_columns(pl.lit(None, pl.Float64).alias(c) for c in DISTORTION)
+        return lookup.clear().with_columns(pl.lit(None, pl.Float64).alias(c) for c in measured)
     rows = frame.filter(pl.col("status").is_in(["ok", "diverged"]))
-    for column in DISTORTION:
+    for column in measured:
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, pl.Float64).alias(column))
-    return rows.select("trial_key", *DISTORTION).join(lookup, on="trial_key", how="inner")
+    return rows.select("trial_key", *measured).join(lookup, on="trial_key", how="inner")
 
 
 def frontier_table(
@@ -136,6 +145,14 @@ def frontier_table(
         .agg(*(pl.col(d).mean() for d in DISTORTION), pl.col("grad_cosine").count().alias("n"))
         .iter_rows()
     }  # fmt: skip
+    dp = state.search.axis == DP_AXIS
+    # every seed of a point has the same epsilon (it depends on the config alone): the mean
+    # of the finite values; inf (sigma 0) never occurs on a log lattice
+    epsilon_at = {
+        (c, i): e
+        for c, i, e in rows.filter(pl.col(EPSILON).is_finite()).group_by("_cell", "_index")
+        .agg(pl.col(EPSILON).mean()).iter_rows()
+    } if dp else {}  # fmt: skip
     thresholds = seed_thresholds(state) if thresholds is None else thresholds
     censored = thresholds.group_by("cell").agg(
         pl.col("threshold").is_null().sum().alias("seeds_censored")
@@ -153,9 +170,15 @@ def frontier_table(
             "seeds": len(state.keys[cell]), "grad_cosine": cos, "grad_rel_error": err,
             "distortion_rows": n,
         })  # fmt: skip
+        if dp:
+            low = found["bracket_low"]
+            low = None if low is None else state.strengths.index(low)
+            records[-1]["epsilon"] = epsilon_at.get((c, index))
+            records[-1]["epsilon_bracket_low"] = epsilon_at.get((c, low))
     schema = {"strength": pl.Float64, "bracket_low": pl.Float64, "bracket_high": pl.Float64,
               "score_at_strength": pl.Float64, "target": pl.Float64, "grad_cosine": pl.Float64,
-              "grad_rel_error": pl.Float64, "variant": pl.String}  # fmt: skip
+              "grad_rel_error": pl.Float64, "variant": pl.String, "epsilon": pl.Float64,
+              "epsilon_bracket_low": pl.Float64}  # fmt: skip
     table = pl.DataFrame(records, schema_overrides=schema, infer_schema_length=None)
     if table.is_empty():
         return table
@@ -289,7 +312,7 @@ def frontier_claims(search: Search) -> dict[str, Claim]:
     difference of matched per-seed thresholds (equal in every other config field, seed
     included), per stratum."""
     unit = unit_of(search)
-    word = "noise" if search.axis == "noise_scale" else "pruning"
+    word = {"noise_scale": "noise", DP_AXIS: "DP-SGD noise"}.get(search.axis, "pruning")
     specs = (
         ("frontier_sigmoid_vs_relu", f"Sigmoid needs stronger {word} than ReLU to be defeated",
          "activation", ("sigmoid", "relu"), ("Sigmoid", "ReLU"), ("network", "family"), ()),
@@ -355,7 +378,8 @@ def frontier_chart(table: pl.DataFrame, search: Search | None) -> alt.TopLevelMi
         for c, fmt in (("cell", ""), ("outcome", ""), ("strength", ".3g"),
                        ("bracket_low", ".3g"), ("bracket_high", ".3g"),
                        ("score_at_strength", ".3g"), ("target", ".3g"), ("grad_cosine", ".3g"),
-                       ("grad_rel_error", ".3g"), ("n", "d"), ("trials", "d"))
+                       ("grad_rel_error", ".3g"), ("epsilon", ".3g"),
+                       ("epsilon_bracket_low", ".3g"), ("n", "d"), ("trials", "d"))
         if c in drawn.columns
     ]  # fmt: skip
     present = set(drawn.filter(pl.col("y").is_not_null())["outcome"].to_list())
@@ -366,7 +390,18 @@ def frontier_chart(table: pl.DataFrame, search: Search | None) -> alt.TopLevelMi
                         scale=alt.Scale(domain=shown, range=[SHAPES[o] for o in shown])),
         tooltip=tooltip,
     )  # fmt: skip
-    layered = alt.layer(rules, points, data=drawn)
+    layers = [rules, points]
+    if "epsilon" in drawn.columns:  # DP-SGD: the threshold as the epsilon it buys, beside it
+        drawn = drawn.with_columns(pl.Series("epsilon_label", [
+            None if e is None else f"ε{'≥' if o == DEFEATED_AT_WEAKEST else '='}{e:.3g}"
+            for e, o in zip(drawn["epsilon"], drawn["outcome"])
+        ], dtype=pl.String))  # fmt: skip
+        layers.append(
+            base.transform_filter("isValid(datum.y) && isValid(datum.epsilon_label)")
+            .mark_text(align="left", dx=7, fontSize=10)
+            .encode(y=alt.Y("y:Q", scale=y_scale, title=y_title), text="epsilon_label:N")
+        )
+    layered = alt.layer(*layers, data=drawn)
     facet_row = "facet" if drawn["facet"].n_unique() > 1 else None
     chart = layered.facet(
         column=alt.Column("model:N", title="model"),
@@ -429,6 +464,10 @@ def _subtitle(table: pl.DataFrame, search: Search) -> list[str]:
         f"triangle up at {search.high:g}: not defeated in range; triangle down at "
         f"{search.low:g}: defeated at the weakest",
     ]
+    if search.axis == DP_AXIS:
+        lines.append("ε: DP-SGD's epsilon (PLD, dp-accounting; above 1000 the RDP bound) at "
+                     "the multiplier found, for the cell's dp_delta, dp_sample_rate, dp_steps x "
+                     "local_steps")  # fmt: skip
     outcomes = table["outcome"].to_list()
     if SEARCHING in outcomes:
         lines.append(f"diamond: still searching ({outcomes.count(SEARCHING)} cells), at the "

@@ -811,9 +811,10 @@ seed's own threshold (its antitonic fit, interpolated on the {scale} scale betwe
 point at or above the target and its first below) on matched cells, in {unit}, with the
 verdicts above; a seed that never crosses inside the points it has is censored: left out and
 counted, never imputed. {censored}Every cell: frontier.csv; every seed: frontier_seeds.csv.</p>"""
-FRONTIER_COLUMNS = ("outcome", "strength", "bracket_low", "bracket_high", "score_at_strength",
-                    "target", "trials", "points", "seeds", "grad_cosine", "grad_rel_error",
-                    "seeds_censored")  # fmt: skip
+# epsilon, epsilon_bracket_low: a DP-SGD search's threshold as its guarantee (analysis.frontier)
+FRONTIER_COLUMNS = ("outcome", "strength", "epsilon", "bracket_low", "bracket_high",
+                    "epsilon_bracket_low", "score_at_strength", "target", "trials", "points",
+                    "seeds", "grad_cosine", "grad_rel_error", "seeds_censored")  # fmt: skip
 
 
 def _cell_text(value: Any) -> str:

@@ -21,6 +21,12 @@ batched problem (`batched`: vmap over the restarts), interleaved, best of `--rep
 seconds per iteration of all R restarts together, each way, and the ratio (sequential /
 batched; above 1 = batching is faster). `--restarts 1 4 8` picks R, `--only restarts` skips
 the first table.
+
+A third table (`--only privacy`) prices issue 24's client and attacker: the client's update
+plain (one batch gradient) against DP-SGD's (per-example gradients by vmap, clipped, noised),
+seconds per update and the ratio (DP / plain); and the attack's seconds per iteration matching
+a FedSGD gradient against unrolling K local steps (`--local-steps 2 5`) of a FedAvg update on
+the same n = B images (each step on the whole batch), each with its ratio to the plain attack.
 """
 
 from __future__ import annotations
@@ -205,7 +211,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the iteration counts")
     parser.add_argument("--profile", action="store_true", help="add the per-phase breakdown")
     parser.add_argument("--restarts", nargs="+", type=int, default=[4], help="R of the 2nd table")
-    parser.add_argument("--only", choices=["loop", "restarts"], default=None)
+    parser.add_argument("--only", choices=["loop", "restarts", "privacy"], default=None)
+    parser.add_argument("--local-steps", nargs="+", type=int, default=[2, 5],
+                        help="K of the privacy table's unrolled attacks")  # fmt: skip
     args = parser.parse_args()
     device = args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
@@ -213,10 +221,12 @@ def main() -> None:
         f"device: {device} ({name or platform.machine()}), torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}"
     )
-    if args.only != "restarts":
+    if args.only in (None, "loop"):
         loop_table(args, device)
-    if args.only != "loop":
+    if args.only in (None, "restarts"):
         restarts_table(args, device)
+    if args.only in (None, "privacy"):
+        privacy_table(args, device)
 
 
 def loop_table(args: argparse.Namespace, device: str) -> None:
@@ -248,6 +258,63 @@ def loop_table(args: argparse.Namespace, device: str) -> None:
         for model_name, batch, shares in breakdowns:
             parts = ", ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items())
             print(f"  {model_name} B={batch}: {parts}")
+
+
+def client_run(model, images, labels, dp: bool) -> None:
+    from workloads.client import client_update
+
+    client_update(copy.deepcopy(model), images, labels, bn_mode="eval",
+                  batch_size=images.shape[0], dp_clip=1.0 if dp else 0.0,
+                  dp_noise_multiplier=1.0, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    _sync(str(images.device))
+
+
+def unrolled_run(model, update, labels, shape, steps: int, iterations: int, device: str) -> None:
+    settings = AttackSettings(iterations=iterations, observe_every=iterations, local_steps=steps,
+                              local_lr=0.1, local_batch=shape[0] if steps > 0 else 0)  # fmt: skip
+    reconstruct(model, update, input_shape=shape, num_classes=10, labels=labels, bn_mode="eval",
+                settings=settings, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    _sync(device)
+
+
+def privacy_table(args: argparse.Namespace, device: str) -> None:
+    from workloads.client import client_update
+
+    steps = args.local_steps
+    print("\nprivacy: the client's update plain vs DP-SGD (s per update), the attack plain vs "
+          "unrolled over K local steps (s per iteration)")  # fmt: skip
+    header = (
+        f"{'model':<12} {'batch':>5} {'plain':>8} {'DP-SGD':>8} {'ratio':>6} "
+        f"{'attack':>8} " + " ".join(f"{f'K={k}':>8} {'ratio':>6}" for k in steps)
+    )
+    print(header)
+    print("-" * len(header))
+    for model_name in args.models:
+        for batch in args.batches:
+            model, _, labels, shape = setup(model_name, batch, device)
+            images = to_tensor(load_pool("cifar10").images[:batch]).to(device)
+            client = {}
+            for dp in (False, True):
+                client_run(model, images, labels, dp)  # warm-up
+                client[dp] = min(timed(client_run, model, images, labels, dp)
+                                 for _ in range(args.repeats))  # fmt: skip
+            iterations = max(2, round(ITERATIONS[model_name] * args.scale / max(1, batch / 4)))
+            attack = {}
+            for k in (0, *steps):  # 0: the plain FedSGD attack on the gradient
+                update = client_update(copy.deepcopy(model), images, labels, bn_mode="eval",
+                                       batch_size=batch, local_steps=max(1, k), local_lr=0.1,
+                                       ).update if k > 1 else None  # fmt: skip
+                if update is None:
+                    update = client_gradients(copy.deepcopy(model), images, labels, "eval")
+                    if k == 1:
+                        update = [-0.1 * g for g in update]
+                run = (model, update, labels, shape, k, iterations, device)
+                unrolled_run(*run[:5], 2, device)  # warm-up
+                attack[k] = min(timed(unrolled_run, *run) for _ in range(args.repeats))
+                attack[k] /= iterations
+            cells = " ".join(f"{attack[k]:>8.4f} {attack[k] / attack[0]:>6.2f}" for k in steps)
+            print(f"{model_name:<12} {batch:>5} {client[False]:>8.4f} {client[True]:>8.4f} "
+                  f"{client[True] / client[False]:>6.2f} {attack[0]:>8.4f} {cells}")  # fmt: skip
 
 
 if __name__ == "__main__":

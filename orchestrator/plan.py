@@ -7,7 +7,9 @@ when the ETA is long, so nobody starts a 120-hour CPU run by accident.
 The FLOP model: one attack iteration costs about 9 forward passes (forward and backward of the
 dummy's gradient, then the backward through that gradient); per 32x32 image that is 0.30 GFLOP
 for the McMahan CNN and 10.1 GFLOP for the CIFAR ResNet-18, scaled by batch size and by pixel
-count for other image sizes. The `paper` grid comes to about 15.5 PFLOP.
+count for other image sizes. The `paper` grid comes to about 15.5 PFLOP. A FedAvg attack unrolls
+`local_steps` client steps per iteration, each about a FedSGD iteration on one mini-batch: its
+iteration costs `local_steps` times one of `batch_size` images.
 
 `--results DIR` replaces the FLOP model with measurements where a previous sweep has them: the
 rows under DIR (finished trials of the same model, batch size, optimizer, dataset and image
@@ -52,7 +54,8 @@ WARN_HOURS = 24.0
 def trial_gflop(config: TrialConfig) -> float:
     """Work of one trial in GFLOP, by the model above (imagefolder assumed 32x32 if native)."""
     pixels = config.image_size**2 if config.image_size else NATIVE_PIXELS.get(config.dataset, 1024)
-    per_iteration = GFLOP_PER_ITERATION[config.model] * config.batch_size * pixels / 1024
+    images = config.batch_size * config.local_steps  # FedAvg: K unrolled steps of B images
+    per_iteration = GFLOP_PER_ITERATION[config.model] * images * pixels / 1024
     if config.optimizer == "lbfgs":
         per_iteration *= LBFGS_EVALUATIONS
     return per_iteration * config.iterations * config.restarts
@@ -63,10 +66,12 @@ def trial_seconds(config: TrialConfig, cpu: float, gpu: float) -> float:
     work = trial_gflop(config)
     if gpu:
         compute = work / (GPU_TFLOPS * 1e3 * GPU_EFFICIENCY * min(gpu, 1.0))
-        floor = config.iterations * GPU_SECONDS_PER_ITERATION_FLOOR  # restarts run batched
+        floor = config.iterations * config.local_steps * GPU_SECONDS_PER_ITERATION_FLOOR
+        # restarts run batched
         return max(compute, floor)
     compute = work / (CPU_GFLOPS_PER_CORE * cpu)
-    return max(compute, config.iterations * config.restarts * CPU_SECONDS_PER_ITERATION_FLOOR)
+    floor = config.iterations * config.restarts * config.local_steps
+    return max(compute, floor * CPU_SECONDS_PER_ITERATION_FLOOR)
 
 
 def local_gpus() -> int:

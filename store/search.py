@@ -7,7 +7,8 @@ A spec with a `search:` section searches one defense axis instead of gridding it
 
 ```yaml
 search:
-  axis: noise_scale      # noise_scale (noise: gaussian | laplacian) or prune_ratio (prune: small)
+  axis: noise_scale      # noise_scale (noise: gaussian | laplacian), prune_ratio (prune: small)
+                         # or dp_noise_multiplier (dp_clip > 0: DP-SGD)
   range: [1.0e-4, 1.0]   # weakest, strongest
   scale: log             # log (default for noise_scale) | linear (default for prune_ratio)
   resolution: 0.125      # stop when the bracket is one step: decades (log) or axis units
@@ -55,9 +56,24 @@ from workloads.errors import ConfigError
 # a SweepSpec (store.spec): the spec imports this module, so the type stays a variable here
 SpecT = TypeVar("SpecT")
 
+
+class _Positive:
+    """The switch values of an axis turned on by a number: any number > 0 (DP-SGD's clip)."""
+
+    def __contains__(self, value: object) -> bool:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and math.isfinite(value) and value > 0  # type: ignore[arg-type]
+
+    def __iter__(self):  # noqa: ANN204 (the error message's "allowed values")
+        yield "a number > 0"
+
+
 AXES = {  # searched axis -> (the field that turns it on, its allowed values, default scale)
     "noise_scale": ("noise", ("gaussian", "laplacian"), "log"),
     "prune_ratio": ("prune", ("small",), "linear"),
+    # DP-SGD's noise multiplier sigma (workloads.privacy): on with clipping, dp_clip > 0; the
+    # frontier states the threshold as the epsilon it buys (analysis.frontier)
+    "dp_noise_multiplier": ("dp_clip", _Positive(), "log"),
 }
 SCALES = ("log", "linear")
 SEARCH_KEYS = ("axis", "range", "scale", "resolution", "target", "score")

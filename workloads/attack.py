@@ -26,6 +26,14 @@ Image priors, added to the gradient loss on the dummy images x, (B, C, H, W):
   var_l(x) are the dummy's batch mean and unbiased variance at the BN layer's input, mu_l, var_l
   the targets the trial hands over (the client's batch statistics: `trial.bn_targets`).
 
+FedAvg updates (Geiping et al. 2020, sec. 5): when the client shares the weight difference of
+K = `local_steps` SGD steps of `local_lr` on n images in mini-batches of B = `local_batch`, the
+attacker, who knows K, the learning rate and B as the server that set them does, unrolls the
+same K steps on its n dummies (step t on dummies [iB, (i+1)B), i = t mod n/B, the client's
+order) through `torch.func.functional_call` with the graph kept, and the gradient loss compares
+the dummies' weight difference with the shared one. Restarts, priors, signed and boxed steps
+are unchanged. A server that does not know the client's step count is out of scope.
+
 The optimiser (`adam` or `lbfgs`) steps on the dummy's gradient, or on its sign (`signed: hard`,
 Inverting Gradients); `boxed` clamps the dummy into the valid pixel range after every step;
 `lr_schedule` scales the step size per iteration (`schedule_factor`).
@@ -94,6 +102,15 @@ class AttackSettings:
     l2_weight: float = 0.0
     bn_prior_weight: float = 0.0
     restart_mode: str = "auto"  # how R restarts run; never changes the result beyond rounding
+    # FedAvg: unroll `local_steps` SGD steps of `local_lr` on mini-batches of `local_batch` of the
+    # dummies and match the weight difference; local_batch 0: match the gradient (FedSGD)
+    local_steps: int = 1
+    local_lr: float = 0.1
+    local_batch: int = 0
+
+    @property
+    def unroll(self) -> bool:
+        return self.local_batch > 0
 
     def __repr__(self) -> str:  # one log line says what ran
         stop = {"threshold": f"<= {self.stop_threshold:g}", "plateau": f"{self.stop_patience}"}
@@ -104,6 +121,8 @@ class AttackSettings:
         priors += [f"l2={self.l2_weight:g}"] if self.l2_weight else []
         priors += [f"bn={self.bn_prior_weight:g}"] if self.bn_prior_weight else []
         schedule = "" if self.lr_schedule == "none" else f" {self.lr_schedule}"
+        if self.unroll:
+            options += [f"unrolled {self.local_steps} x lr {self.local_lr:g} on {self.local_batch}"]
         return (
             f"Attack({self.loss} loss{''.join(', ' + o for o in options)}, {self.optimizer} "
             f"lr={self.lr:g}{schedule}, {self.iterations} it, {', '.join(priors)}, "
@@ -277,6 +296,7 @@ class Objective:
         bn_targets: BatchStats | None,
     ) -> None:
         self.model = model
+        self.images = 0  # n, set by reconstruct: the dummies' batch
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.labels = labels
@@ -296,10 +316,42 @@ class Objective:
     def _record(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
         self.stats.append(batch_statistics(inputs[0]))
 
-    def task_loss(self, logits: torch.Tensor, soft_labels: torch.Tensor | None) -> torch.Tensor:
+    def task_loss(
+        self, logits: torch.Tensor, soft_labels: torch.Tensor | None, rows: slice = slice(None)
+    ) -> torch.Tensor:
+        """The client's training loss on the dummies' `rows` (a mini-batch when unrolling)."""
         if soft_labels is None:
-            return F.cross_entropy(logits, self.labels)
-        return soft_cross_entropy(logits, soft_labels)
+            return F.cross_entropy(logits, self.labels[rows])
+        return soft_cross_entropy(logits, soft_labels[rows])
+
+    def _batches(self) -> list[slice]:
+        """The rows of the dummies each unrolled local step trains on, as the client visits
+        its images: step t on mini-batch t mod (n / B)."""
+        size = self.settings.local_batch
+        count = self.images // size
+        return [
+            slice((t % count) * size, (t % count + 1) * size)
+            for t in range(self.settings.local_steps)
+        ]
+
+    def unrolled(
+        self, dummy: torch.Tensor, soft_labels: torch.Tensor | None, params: dict, grad_fn
+    ) -> list[torch.Tensor]:
+        """theta_K - theta_0 of the client's K local steps on the dummies (Inverting Gradients'
+        FedAvg attack, inversefed's `loss_steps`), differentiable w.r.t. the dummy.
+        `grad_fn(loss_of_params, params)` is autograd's (create_graph) or torch.func's grad."""
+        from torch.func import functional_call
+
+        current = dict(params)
+        for rows in self._batches():
+
+            def loss(p: dict, rows: slice = rows) -> torch.Tensor:
+                logits = functional_call(self.model, p, (dummy[rows],))
+                return self.task_loss(logits, soft_labels, rows)
+
+            grads = grad_fn(loss, current)
+            current = {n: current[n] - self.settings.local_lr * grads[n] for n in self.names}
+        return [current[n] - params[n] for n in self.names]
 
     def priors(self, dummy: torch.Tensor, stats: BatchStats) -> torch.Tensor | float:
         total: torch.Tensor | float = 0.0
@@ -320,10 +372,20 @@ class Objective:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(objective, gradient loss) of one restart's dummy, (B, C, H, W), with a graph."""
         self.stats.clear()
-        logits = self.model(dummy)
-        dummy_gradients = torch.autograd.grad(
-            self.task_loss(logits, soft_labels), self.params, create_graph=True
-        )
+        if self.settings.unroll:
+
+            def autograd_grad(loss, p: dict) -> dict:  # noqa: ANN001
+                values = list(p.values())
+                grads = torch.autograd.grad(loss(p), values, create_graph=True)
+                return dict(zip(p, grads))
+
+            params = dict(zip(self.names, self.params))
+            dummy_gradients = self.unrolled(dummy, soft_labels, params, autograd_grad)
+        else:
+            logits = self.model(dummy)
+            dummy_gradients = torch.autograd.grad(
+                self.task_loss(logits, soft_labels), self.params, create_graph=True
+            )
         gradient_loss = self.gradient_loss(dummy_gradients)
         return gradient_loss + self.priors(dummy, list(self.stats)), gradient_loss
 
@@ -339,8 +401,14 @@ class Objective:
                 logits = functional_call(self.model, p, (dummy,))
                 return self.task_loss(logits, None), tuple(self.stats)
 
-            dummy_gradients, stats = grad(task, has_aux=True)(params)
-            gradient_loss = self.gradient_loss([dummy_gradients[n] for n in self.names])
+            if self.settings.unroll:
+                self.stats.clear()
+                update = self.unrolled(dummy, None, params, lambda loss, p: grad(loss)(p))
+                stats: tuple = ()
+            else:
+                dummy_gradients, stats = grad(task, has_aux=True)(params)
+                update = [dummy_gradients[n] for n in self.names]
+            gradient_loss = self.gradient_loss(update)
             objective = gradient_loss + self.priors(dummy, list(stats))
             return objective, gradient_loss
 
@@ -374,6 +442,9 @@ def reconstruct(
     if labels is not None:
         labels = labels.to(device)
     objective = Objective(model, shared_gradients, labels, settings, bn_targets)
+    objective.images = input_shape[0]
+    if settings.unroll and input_shape[0] % settings.local_batch:
+        raise ValueError(f"{input_shape[0]} dummies in mini-batches of {settings.local_batch}")
 
     # R starts, one after the other from the attacker's stream (restart 0 = a single run's)
     starts, soft_starts = [], []

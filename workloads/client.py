@@ -13,10 +13,20 @@ Defenses, applied to the gradient before it leaves the client:
     seed's McMahan CNN at 0.2 that is conv1's weight and bias and the first BN's weight.
 - `noise: gaussian | laplacian` (Zhu et al. 2019 sec. 5, "noisy gradients"): add i.i.d. noise of
   scale `noise_scale` (std for Gaussian, b for Laplace) to every entry.
+
+DP-SGD (`dp_clip` > 0; workloads.privacy) is part of the client's training step, not a filter
+on its output: each local step's gradient is the noisy clipped mean. `prune` and `noise` then
+apply to what is shared.
+
+The update (`client_update`): FedSGD (one step on one batch: the gradient, as DLG attacks) or
+FedAvg (McMahan et al. 2017): K = `local_steps` SGD steps of `local_lr` on the client's n =
+`local_images` images, step t on mini-batch t mod (n / B) (images [iB, (i+1)B), in the order
+drawn: inversefed's `loss_steps`), the client sharing the weight difference theta_K - theta_0.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -35,6 +45,85 @@ def client_gradients(
     params = [p for p in model.parameters() if p.requires_grad]
     loss = F.cross_entropy(model(images), labels)
     return [g.detach() for g in torch.autograd.grad(loss, params)]
+
+
+class ClientUpdate:
+    """What the client computed: the update it shares (before prune/noise), the same update
+    without DP-SGD (the distortion's reference; the update itself when DP is off) and DP's
+    record (None without DP)."""
+
+    def __init__(self, update: Gradients, clean: Gradients, record: object | None) -> None:
+        self.update, self.clean, self.record = update, clean, record
+
+
+def client_update(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    bn_mode: str,
+    batch_size: int,
+    local_steps: int = 1,
+    local_lr: float = 0.1,
+    dp_clip: float = 0.0,
+    dp_noise_multiplier: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> ClientUpdate:
+    """The client's update of `model` (left trained) on `images`, (n, C, H, W).
+
+    FedSGD (one step, n = B): the mean gradient (`client_gradients`; DP-SGD's noisy clipped mean
+    when `dp_clip` > 0). FedAvg otherwise: the weight difference after K steps, each a DP-SGD
+    step when `dp_clip` > 0 (noise from `generator`, the client's stream)."""
+    from workloads.privacy import DPRecord, dp_gradient
+
+    n = images.shape[0]
+    fedsgd = local_steps == 1 and n == batch_size
+    dp = dp_clip > 0
+    if fedsgd and not dp:
+        gradients = client_gradients(model, images, labels, bn_mode)
+        return ClientUpdate(gradients, gradients, None)
+    record = DPRecord() if dp else None
+
+    def step_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor, private: bool) -> Gradients:
+        if private:
+            step = dp_gradient(net, x, y, clip=dp_clip, noise_multiplier=dp_noise_multiplier,
+                               generator=generator)  # fmt: skip
+            record.add(step)
+            return step.mean
+        return client_gradients(net, x, y, bn_mode)
+
+    if fedsgd:  # DP-SGD's one step: the shared gradient is the noisy clipped mean
+        model.train(bn_mode == "train")
+        clean = client_gradients(model, images, labels, bn_mode)
+        return ClientUpdate(step_gradient(model, images, labels, True), clean, record)
+
+    def train(net: nn.Module, private: bool) -> Gradients:
+        net.train(bn_mode == "train")
+        params = [p for p in net.parameters() if p.requires_grad]
+        start = [p.detach().clone() for p in params]
+        batches = n // batch_size
+        for t in range(local_steps):
+            rows = slice((t % batches) * batch_size, (t % batches + 1) * batch_size)
+            grads = step_gradient(net, images[rows], labels[rows], private)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p.sub_(local_lr * g)
+        return [p.detach() - s for p, s in zip(params, start)]
+
+    reference = copy.deepcopy(model) if dp else None
+    update = train(model, dp)
+    clean = train(reference, False) if dp else update
+    return ClientUpdate(update, clean, record)
+
+
+def pseudo_gradient(
+    update: Gradients, local_steps: int, local_lr: float, fedavg: bool
+) -> Gradients:
+    """The update in gradient units: -delta / (K lr) for a FedAvg weight difference (the mean
+    gradient of the K steps), the gradient itself for FedSGD (what label rules read)."""
+    if not fedavg:
+        return update
+    return [-u / (local_steps * local_lr) for u in update]
 
 
 def prune_smallest(gradients: Gradients, ratio: float) -> Gradients:

@@ -60,6 +60,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 ENGINE_VERSION = 3
 # restarts run as one batched problem: R copies of the dummy in memory at once
 MAX_RESTARTS = 64
+# FedAvg: the attacker unrolls every local step on its dummies (graph memory grows with K)
+MAX_LOCAL_STEPS = 100
 
 # The seed study's spellings (Hydra sweep lines) -> ours.
 ALIASES: dict[str, dict[str, str]] = {
@@ -140,6 +142,22 @@ class TrialConfig:
     stop_patience: int = 100  # stop == "plateau": iterations without a new best loss
     image_size: int = 0  # 0 = native resolution; else resize to this side length
     curve_points: int = 50  # how many points of the convergence curve to keep
+    # DP-SGD at the client (Abadi et al. 2016; workloads.privacy): per-example gradients clipped
+    # to dp_clip, summed, N(0, (dp_noise_multiplier dp_clip)^2) noise added, divided by the batch
+    # size. 0: no DP-SGD. The accountant's epsilon covers dp_steps x local_steps steps at
+    # sampling rate dp_sample_rate, for dp_delta.
+    dp_clip: float = 0.0
+    dp_noise_multiplier: float = 0.0
+    dp_sample_rate: float = 1.0  # q: the Poisson sampling rate the guarantee claims
+    dp_steps: int = 1  # client updates the guarantee covers (1: the update the attacker sees)
+    dp_delta: float = 1e-5
+    # FedAvg (workloads.client.client_update): local_steps SGD steps of local_lr on the client's
+    # local_images images, in mini-batches of batch_size visited in order; the client shares the
+    # weight difference. local_steps 1 on one batch (local_images 0 = batch_size) is FedSGD: the
+    # client shares the gradient, as before these fields.
+    local_steps: int = 1
+    local_lr: float = 0.1
+    local_images: int = 0  # n, a multiple of batch_size; 0 (or batch_size): one batch
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -200,6 +218,8 @@ class TrialConfig:
             )
         if self.bn_prior > 0:
             self._check_bn_prior()
+        self._check_dp()
+        self._check_fedavg()
         if self.stop_threshold < 0:
             raise ConfigError("stop_threshold", self.stop_threshold, "a number >= 0")
         split_size = SPLIT_SIZES.get((self.dataset, self.split))
@@ -226,11 +246,90 @@ class TrialConfig:
                 "'batch' only with model mcmahan_cnn (resnet18 and mcmahan_cnn_seed have BN)",
             )
 
+    @property
+    def has_bn(self) -> bool:
+        return self.model in ("resnet18", "mcmahan_cnn_seed") or self.norm == "batch"
+
+    @property
+    def dp(self) -> bool:
+        """DP-SGD at the client: per-example clipping (and noise where the multiplier > 0)."""
+        return self.dp_clip > 0
+
+    @property
+    def client_images(self) -> int:
+        """n: the images the client trains on (and the attacker rebuilds)."""
+        return self.local_images or self.batch_size
+
+    @property
+    def fedavg(self) -> bool:
+        """The client shares a weight difference of several steps or batches, not a gradient."""
+        return self.local_steps > 1 or self.client_images > self.batch_size
+
+    @property
+    def dp_accounted_steps(self) -> int:
+        """T, the DP-SGD steps the epsilon composes: dp_steps updates of local_steps each."""
+        return self.dp_steps * self.local_steps
+
+    def _check_dp(self) -> None:
+        if self.dp_clip < 0:
+            raise ConfigError("dp_clip", self.dp_clip, "a number >= 0 (0: no DP-SGD)")
+        if self.dp_noise_multiplier < 0:
+            raise ConfigError("dp_noise_multiplier", self.dp_noise_multiplier, "a number >= 0")
+        if not 0 < self.dp_sample_rate <= 1:
+            raise ConfigError("dp_sample_rate", self.dp_sample_rate, "a rate in (0, 1]")
+        _check_range("dp_steps", self.dp_steps, 1, None, "an integer >= 1")
+        if not 0 < self.dp_delta < 1:
+            raise ConfigError("dp_delta", self.dp_delta, "a probability in (0, 1), e.g. 1e-5")
+        if not self.dp:  # the DP fields mean nothing without clipping: one spelling per trial
+            defaults = {"dp_noise_multiplier": 0.0, "dp_sample_rate": 1.0, "dp_steps": 1,
+                        "dp_delta": 1e-5}  # fmt: skip
+            for name, default in defaults.items():
+                if getattr(self, name) != default:
+                    raise ConfigError(
+                        name, getattr(self, name), f"{default:g} without DP-SGD (set dp_clip > 0)"
+                    )
+            return
+        if self.has_bn and self.bn_mode == "train":
+            raise ConfigError(
+                "bn_mode", "train",
+                f"eval with DP-SGD (dp_clip {self.dp_clip:g}) on {self.model}'s BatchNorm: in "
+                "train mode BN's batch statistics mix the examples, so a per-example gradient is "
+                "undefined (Opacus refuses it too)",
+            )  # fmt: skip
+
+    def _check_fedavg(self) -> None:
+        _check_range("local_steps", self.local_steps, 1, MAX_LOCAL_STEPS,
+                     f"an integer 1..{MAX_LOCAL_STEPS}")  # fmt: skip
+        if self.local_lr <= 0:
+            raise ConfigError("local_lr", self.local_lr, "a number > 0")
+        _check_range("local_images", self.local_images, 0, None,
+                     "0 (one batch) or a multiple of batch_size")  # fmt: skip
+        if self.local_images == self.batch_size:  # one spelling of one batch: the same trial
+            object.__setattr__(self, "local_images", 0)
+        n = self.client_images
+        if n % self.batch_size:
+            raise ConfigError(
+                "local_images", n, f"0 or a multiple of batch_size ({self.batch_size})"
+            )
+        if n > self.pool_size:
+            raise ConfigError("local_images", n, f"at most pool_size ({self.pool_size})")
+        if self.local_steps * self.batch_size < n:
+            raise ConfigError(
+                "local_images", n,
+                f"at most local_steps x batch_size ({self.local_steps * self.batch_size}): "
+                "every image must be visited by a local step",
+            )  # fmt: skip
+        if self.fedavg and self.bn_prior > 0:
+            raise ConfigError(
+                "bn_prior", self.bn_prior,
+                "0 with FedAvg updates (local_steps > 1 or local_images > batch_size): the BN "
+                "buffers then mix several batches' statistics",
+            )  # fmt: skip
+
     def _check_bn_prior(self) -> None:
         """The BN prior matches the client's batch statistics: the model must have BN, and the
         client must train in train mode, whose update of the BN buffers reveals them."""
-        has_bn = self.model in ("resnet18", "mcmahan_cnn_seed") or self.norm == "batch"
-        if not has_bn:
+        if not self.has_bn:
             raise ConfigError(
                 "bn_prior",
                 self.bn_prior,
@@ -289,7 +388,7 @@ class TrialConfig:
     @property
     def effective_label_strategy(self) -> str:
         """iDLG's rule is defined for one image; for B > 1 its batch extension (LLG) is used."""
-        if self.label_strategy == "idlg" and self.batch_size > 1:
+        if self.label_strategy == "idlg" and self.client_images > 1:
             return "llg"
         return self.label_strategy
 

@@ -51,6 +51,13 @@ class TrialResult:
     # entries as one vector (1 and 0 without a defense; null in rows written before them)
     grad_cosine: float | None = None  # cosine similarity, shared vs clean
     grad_rel_error: float | None = None  # |shared - clean| / |clean|
+    # DP-SGD (null without it): epsilon for the trial's dp_delta over dp_steps x local_steps
+    # sampled Gaussian steps, by PLD and by RDP (dp-accounting; inf when the multiplier is 0);
+    # the share of per-example gradients clipped; |noise| / |clipped signal| of the update
+    dp_epsilon: float | None = None
+    dp_epsilon_rdp: float | None = None
+    dp_clipped_fraction: float | None = None
+    dp_noise_to_signal: float | None = None
     init_weight_std: float | None = None  # std of the first conv's weights as initialised
     grad_kernel_norms: list[float] = field(default_factory=list)  # first conv, per kernel
     curve_iteration: list[int] = field(default_factory=list)

@@ -22,12 +22,19 @@ import torch
 
 from workloads import metrics
 from workloads.attack import AttackSettings, bn_layers, reconstruct
-from workloads.client import apply_defenses, client_gradients, distortion, zero_fraction
+from workloads.client import (
+    apply_defenses,
+    client_update,
+    distortion,
+    pseudo_gradient,
+    zero_fraction,
+)
 from workloads.config import TrialConfig
 from workloads.data import IMAGE_BOX, choose_images, load_pool, normalize_images, to_tensor
 from workloads.device import resolve_device, trial_runtime
 from workloads.labels import LABEL_RULES, LastLayer
 from workloads.models import create_model, first_conv, last_linear
+from workloads.privacy import DPRecord, epsilon
 from workloads.recipes import recipe_of
 from workloads.result import TrialResult
 
@@ -100,7 +107,8 @@ def _run(
     config: TrialConfig, device: str, started: float, keep_frames: bool, live: Live | None
 ) -> TrialResult:
     pool = load_pool(config.dataset, config.split, config.pool_size)
-    chosen = choose_images(config.seed, len(pool), config.batch_size, config.image_choice)
+    n = config.client_images  # the client's images: one batch unless FedAvg
+    chosen = choose_images(config.seed, len(pool), n, config.image_choice)
     images = to_tensor(pool.images[chosen], config.image_size)
     ground_truth = normalize_images(images, config.image_norm, pool, config.dataset)
     ground_truth = ground_truth.to(device)  # (B, C, H, W) in [0, 1]
@@ -125,9 +133,24 @@ def _run(
     init_weight_std = float(first_conv(model).weight.detach().std())
     server_model = copy.deepcopy(model)  # what the attacker knows: the weights sent out
 
-    # --- client: gradient of one local step, then the defense ------------------------------
-    gradients = client_gradients(model, ground_truth, true_labels, config.bn_mode)
+    # --- client: its update (a gradient, or FedAvg's weight difference), then the defense --
+    client_stream = streams.generator("client")
+    client = client_update(
+        model,
+        ground_truth,
+        true_labels,
+        bn_mode=config.bn_mode,
+        batch_size=config.batch_size,
+        local_steps=config.local_steps,
+        local_lr=config.local_lr,
+        dp_clip=config.dp_clip,
+        dp_noise_multiplier=config.dp_noise_multiplier,
+        generator=client_stream,
+    )
+    gradients = client.update
     targets = bn_targets(server_model, model) if config.bn_prior > 0 else None
+    # DP-SGD draws its noise first, prune/noise after it, from the one client stream; without
+    # DP the stream is as before these fields
     shared = apply_defenses(
         gradients,
         prune=config.prune,
@@ -135,16 +158,18 @@ def _run(
         prune_mode=config.prune_mode,
         noise=config.noise,
         noise_scale=config.noise_scale,
-        generator=streams.generator("client"),
+        generator=client_stream,
     )
-    grad_cosine, grad_rel_error = distortion(gradients, shared)
-    del gradients, model
+    grad_cosine, grad_rel_error = distortion(client.clean, shared)
+    dp_columns = dp_result(config, client.record)
+    del gradients, model, client
 
     # --- attacker: labels, then gradient matching --------------------------------------------
     strategy = config.effective_label_strategy
     rule = LABEL_RULES[strategy]
-    if rule is not None:
-        labels = rule(last_layer_gradient(server_model, shared), config.batch_size)
+    if rule is not None:  # read off the update in gradient units (-delta / (K lr) for FedAvg)
+        units = pseudo_gradient(shared, config.local_steps, config.local_lr, config.fedavg)
+        labels = rule(last_layer_gradient(server_model, units), n)
     elif strategy == "oracle":
         labels = true_labels.cpu()
     else:
@@ -174,6 +199,9 @@ def _run(
         restarts=config.restarts,
         l2_weight=config.l2_weight,
         bn_prior_weight=config.bn_prior,
+        local_steps=config.local_steps,
+        local_lr=config.local_lr,
+        local_batch=config.batch_size if config.fedavg else 0,
     )
     curve: dict[str, list] = {"iteration": [], "loss": [], "psnr": []}
     frames: list[np.ndarray] = []
@@ -193,7 +221,7 @@ def _run(
     outcome = reconstruct(
         server_model,
         shared,
-        input_shape=(config.batch_size, channels, height, width),
+        input_shape=(n, channels, height, width),
         num_classes=pool.num_classes,
         labels=labels,
         bn_mode=config.bn_mode,
@@ -244,7 +272,23 @@ def _run(
         reconstruction=metrics.to_uint8(matched),
         ground_truth=metrics.to_uint8(ground_truth),
         frames=frames,
+        **dp_columns,
     )
+
+
+def dp_result(config: TrialConfig, record: DPRecord | None) -> dict[str, float | None]:
+    """The DP result columns: epsilon (PLD and RDP) for the config's sigma, q, T = dp_steps x
+    local_steps and delta; the clipped fraction and the noise-to-signal ratio of the update.
+    All null without DP-SGD."""
+    if record is None:
+        return {}
+    sigma, q, steps = config.dp_noise_multiplier, config.dp_sample_rate, config.dp_accounted_steps
+    return {
+        "dp_epsilon": epsilon(sigma, q, steps, config.dp_delta, "pld"),
+        "dp_epsilon_rdp": epsilon(sigma, q, steps, config.dp_delta, "rdp"),
+        "dp_clipped_fraction": record.clipped_fraction,
+        "dp_noise_to_signal": record.noise_to_signal,
+    }
 
 
 def _finite(value: float) -> float | None:

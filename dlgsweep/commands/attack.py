@@ -101,8 +101,28 @@ def summary(config: TrialConfig, result, out: Path) -> str:  # noqa: ANN001 (Tri
         f"({kept} iterate; best at iteration {result.best_iteration}"
         f"{_restarts(result)}), {result.iterations_run} iterations, "
         f"{_num(result.seconds_per_iteration, '.1f', 1000)} ms/iteration\n"
+        f"{_client(config, result)}"
         f"  wrote {out}/ground_truth.png, reconstruction.png, convergence.gif, result.json"
     )
+
+
+def _client(config: TrialConfig, result) -> str:  # noqa: ANN001 (TrialResult)
+    """The client's update when it is not one plain gradient: FedAvg's steps, DP-SGD's epsilon."""
+    lines = ""
+    if config.fedavg:
+        lines += (f"  client: FedAvg, {config.local_steps} local steps of lr {config.local_lr:g} "
+                  f"on {config.client_images} images in batches of {config.batch_size} "
+                  "(the attacker unrolls them)\n")  # fmt: skip
+    if config.dp:
+        lines += (
+            f"  DP-SGD: clip {config.dp_clip:g}, noise multiplier {config.dp_noise_multiplier:g}"
+            f" -> epsilon {_num(result.dp_epsilon, '.4g')} (PLD; RDP "
+            f"{_num(result.dp_epsilon_rdp, '.4g')}) at delta {config.dp_delta:g}, q "
+            f"{config.dp_sample_rate:g}, {config.dp_accounted_steps} steps; "
+            f"{_num(result.dp_clipped_fraction, '.0%')} of per-example gradients clipped, "
+            f"noise/signal {_num(result.dp_noise_to_signal, '.3g')}\n"
+        )
+    return lines
 
 
 def _restarts(result) -> str:  # noqa: ANN001 (TrialResult)

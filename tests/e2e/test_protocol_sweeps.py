@@ -108,9 +108,13 @@ NEW_FIELDS = (
     "image_choice", "image_norm", "init_scale", "prune_mode", "dummy_init", "iterate",
     "skip_zero_tensors", "mask_pruned", "precision", "deterministic",
     "signed", "boxed", "lr_schedule", "lr_warmup", "restarts", "l2_weight", "bn_prior",
+    "dp_clip", "dp_noise_multiplier", "dp_sample_rate", "dp_steps", "dp_delta",
+    "local_steps", "local_lr", "local_images",
 )  # fmt: skip
 NEW_COLUMNS = ("psnr_raw_mean", "engine_version", "init_weight_std", "gpu_memory_peak_bytes",
-               "recipe", "restart_kept", "restart_mode", "restart_grad_losses")  # fmt: skip
+               "recipe", "restart_kept", "restart_mode", "restart_grad_losses",
+               "dp_epsilon", "dp_epsilon_rdp", "dp_clipped_fraction",
+               "dp_noise_to_signal")  # fmt: skip
 
 
 def old_row_table(config) -> tuple[str, "object"]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dlgsweep.cli import main
 from orchestrator.plan import human_hours, trial_seconds
 from store.schema import make_row
@@ -115,3 +117,16 @@ def test_plan_keeps_the_trial_count_line(results, capsys):
     lines = plan_output(capsys, Path("paper"), *args)
     assert f"trials: {len(load_spec('paper').trials())}" in lines
     assert "throughput: measured for 96 of 960 trials" in "\n".join(lines)
+
+
+def test_a_fedavg_trial_costs_its_unrolled_steps():
+    """The attacker unrolls K client steps of B images per iteration: K times the work of a
+    FedSGD iteration on one batch, and K times the per-iteration floor."""
+    from orchestrator.plan import trial_gflop, trial_seconds
+    from workloads.config import TrialConfig
+
+    fedsgd = TrialConfig(batch_size=2, iterations=10)
+    fedavg = fedsgd.replace(local_steps=5, local_images=4)
+    assert trial_gflop(fedavg) == pytest.approx(5 * trial_gflop(fedsgd))
+    assert trial_seconds(fedavg, 1, 0) == pytest.approx(5 * trial_seconds(fedsgd, 1, 0))
+    assert trial_gflop(fedsgd.replace(local_steps=1, local_images=2)) == trial_gflop(fedsgd)

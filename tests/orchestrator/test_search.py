@@ -204,6 +204,14 @@ def test_bad_search_section_exits_2_naming_the_key(case, tmp_path, capsys):
          ("search.axis", "prune: small")),
         ("fixed: {prune: small}\nsearch: {axis: prune_ratio, range: [0, 1.5]}",
          ("search.range", "strongest <= 1")),
+        ("fixed: {model: mcmahan_cnn}\nsearch: {axis: dp_noise_multiplier, range: [0.1, 10]}",
+         ("search.axis", "dp_clip: a number > 0", "unset")),
+        ("fixed: {dp_clip: 0}\nsearch: {axis: dp_noise_multiplier, range: [0.1, 10]}",
+         ("search.axis", "dp_clip: a number > 0")),
+        ("fixed: {dp_clip: 1, dp_noise_multiplier: 1}\n"
+         "search: {axis: dp_noise_multiplier, range: [0.1, 10]}", ("search.axis", "drop it")),
+        ("fixed: {dp_clip: 1}\nsearch: {axis: dp_noise_multiplier, range: [0, 10]}",
+         ("search.range", "weakest > 0")),
     ],
 )  # fmt: skip
 def test_search_against_the_rest_of_the_spec(spec, expected, tmp_path, capsys):
@@ -212,6 +220,19 @@ def test_search_against_the_rest_of_the_spec(spec, expected, tmp_path, capsys):
     assert cli.main(["plan", str(path)]) == 2
     err = capsys.readouterr().err
     assert all(part in err for part in expected), err
+
+
+def test_a_dp_noise_multiplier_search_plans_on_a_log_lattice(tmp_path, capsys):
+    from store.spec import parse_yaml
+
+    text = ("name: s\ngrid: {seed: [0, 1]}\nfixed: {dp_clip: 1.0, dp_sample_rate: 0.01}\n"
+            "search: {axis: dp_noise_multiplier, range: [0.1, 10]}\n")  # fmt: skip
+    spec = parse_yaml(text)
+    assert spec.search.scale == "log" and spec.search.lattice()[0] == 0.1
+    assert spec.search.lattice()[-1] == 10.0 and len(spec.search.lattice()) == 33
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    assert cli.main(["plan", str(path)]) == 0
 
 
 REAL = """\

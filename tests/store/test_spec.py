@@ -20,8 +20,8 @@ BASE = {
 
 
 PRESETS = [
-    "attacks", "bn-mode", "corrections", "defenses", "demo", "init-scale", "labels",
-    "noise-frontier", "paper", "paper-seed", "prune-frontier", "pruning-aware",
+    "attacks", "bn-mode", "corrections", "defenses", "demo", "dp-frontier", "init-scale",
+    "labels", "noise-frontier", "paper", "paper-seed", "prune-frontier", "pruning-aware",
 ]  # fmt: skip
 
 
