@@ -81,9 +81,9 @@ Claims the sweep cannot test at all (a level, field or column missing) are liste
 under the table. Margin and equivalence claims ("big effect", "defends", "no big variation",
 "low effect"; margin {margin:g} dB, equivalence by TOST) must hold in every cell: every stratum
 at every level of the axes they average over; directional claims are decided on the main
-effect, guarded by a per-stratum check (Bonferroni over strata). Every verdict here is computed
-on <b>{score}</b>. Holm: does the verdict survive adjusting for every claim tested in this
-column, decided or not? Per-stratum verdicts (details) are descriptive. A frontier threshold
+effect, guarded by a per-stratum check (Bonferroni over strata). Every verdict here is
+computed on <b>{score}</b>. Holm: does the verdict survive adjusting for every claim tested in
+this column, decided or not? Per-stratum verdicts (details) are descriptive. A frontier threshold
 beyond the searched range enters as the bound it is (sign tests), never imputed or dropped.</p>"""
 
 
