@@ -124,6 +124,16 @@ def _shared_ray() -> Any:
     return ray
 
 
+@pytest.fixture(autouse=True)
+def _no_stray_ray(request: pytest.FixtureRequest) -> None:
+    """A test that does not ask for the shared Ray does not find one up: its `run`, `plan
+    --address` or cluster must behave as in a fresh process (connect() joins any Ray already
+    initialised in the process). Consecutive tests asking for `local_ray` keep sharing it."""
+    ray = sys.modules.get("ray")
+    if "local_ray" not in request.fixturenames and ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture
 def local_ray():
     """The suite's one local Ray (2 CPUs, no GPU, no dashboard): started by the first test that
