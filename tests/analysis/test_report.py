@@ -219,14 +219,11 @@ def test_explorer_click_shows_images_and_curve(
         shown = browser.evaluate("document.querySelectorAll('#trials tbody tr').length")
         assert shown == 22
         x, y, line_key = browser.evaluate(
-            # a line whose end point no other line covers: the click lands on it
-            "(() => { for (const l of document.querySelectorAll('polyline.pc-line')) {"
-            " if (l.dataset.key === document.body.dataset.selected) continue;"
+            "(() => { const l = [...document.querySelectorAll('polyline.pc-line')]"
+            ".find(p => p.dataset.key !== document.body.dataset.selected);"
             " const p = l.points.getItem(l.points.numberOfItems - 1);"
             " const r = l.ownerSVGElement.getBoundingClientRect();"
-            " const x = r.x + p.x, y = r.y + p.y;"
-            " if (document.elementFromPoint(x, y) === l) return [x, y, l.dataset.key]; }"
-            " return [0, 0, null]; })()"
+            " return [r.x + p.x, r.y + p.y, l.dataset.key]; })()"
         )
         browser.click(x, y)
         picked = browser.wait_for(
