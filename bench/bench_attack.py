@@ -87,17 +87,7 @@ def plain_loop(model, shared, labels, shape, iterations: int, device: str) -> No
 
 def ours(model, shared, labels, shape, iterations: int, device: str) -> None:
     settings = AttackSettings(iterations=iterations, observe_every=iterations)
-    reconstruct(
-        model,
-        shared,
-        input_shape=shape,
-        num_classes=10,
-        labels=labels,
-        bn_mode="eval",
-        settings=settings,
-        generator=torch.Generator().manual_seed(0),
-    )
-    _sync(device)
+    restarts_run(model, shared, labels, shape, settings, device)
 
 
 def inverting_gradients(restarts: int, iterations: int, mode: str) -> AttackSettings:
