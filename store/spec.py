@@ -11,7 +11,7 @@ retries: 2                                               # Tune FailureConfig ma
 report_every: 25                                         # live reports (default: ~20 a trial)
 ```
 
-`load_spec` takes a preset name (`orchestrator/presets/<name>.yaml`) or a path. Every error is a
+`load_spec` takes a preset name (`store/presets/<name>.yaml`) or a path. Every error is a
 `UserError`/`ConfigError` naming the key and what is allowed, so the CLI exits 2 before any
 Ray process exists.
 """
@@ -103,7 +103,7 @@ class SweepSpec:
     source: str = ""  # preset name or path the spec came from (not saved)
     # name -> fields overriding fixed/attack; each variant is crossed with the whole grid
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # a defense axis searched per cell instead of gridded (orchestrator.frontier)
+    # a defense axis searched per cell instead of gridded (store.search)
     search: Search | None = None
 
     def trials(self) -> list[TrialConfig]:

@@ -1,5 +1,5 @@
 """The images shipped inside the package (workloads/data/, provenance in its SOURCES.md): file
-names only, so readers without torch (orchestrator.frontier's target) can find them."""
+names only, so readers without torch (store.search's target) can find them."""
 
 BUNDLED = {
     "cifar10": "cifar10_test_first1000_uint8_nhwc.npz",

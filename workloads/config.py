@@ -39,7 +39,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "label_strategy": ("idlg", "llg", "yin", "optimize", "oracle"),
     "stop": ("iterations", "threshold", "plateau"),
     "split": ("test", "train"),
-    # the seed study's protocol, one field per departure from the literature (README table)
+    # the seed study's protocol, one field per departure from the literature (docs: the seed study)
     "image_choice": ("random", "first"),
     "image_norm": ("unit", "minmax"),
     "prune_mode": ("entries", "tensors"),
