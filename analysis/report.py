@@ -117,7 +117,7 @@ class SweepPart:
     protocol: list[str] = field(default_factory=list)
     sweep: str = ""  # the sweep this part belongs to (its name when there are no variants)
     variant: str | None = None
-    recipe: str | None = None  # set when a sweep's rows (or a variant's) mix attack recipes
+    recipe: str | None = None  # the one attack recipe its rows name (None: several or none)
     attackers: list[str] = field(default_factory=list)  # what its verdicts hold against
 
     def __post_init__(self) -> None:
@@ -245,6 +245,7 @@ def build_report(
             for recipe, part_frame in recipe_frames(variant_frame):  # never pooled over attacks
                 label = name if variant is None else f"{name}/{variant}"
                 label += "" if recipe is None else f" [{recipe}]"
+                recipe = recipe or _single(part_frame, "recipe")
                 part = SweepPart(
                     label, path, sweep_counts, sweep=name, variant=variant, recipe=recipe,
                     attackers=attackers.describe(part_frame),
@@ -462,18 +463,18 @@ def _render(
     return result
 
 
-def _recipe_of(part: SweepPart) -> str | None:
-    """The part's attack recipe: its own split, or the one its attackers all name."""
-    if part.recipe is not None:
-        return part.recipe
-    names = {a.partition(":")[0] for a in part.attackers}
-    return names.pop() if len(names) == 1 else None
+def _single(frame: pl.DataFrame, column: str) -> str | None:
+    """The one value `column` takes in `frame` (None: absent, several, or only nulls)."""
+    if column not in frame.columns:
+        return None
+    values = frame[column].unique().to_list()
+    return values[0] if len(values) == 1 else None
 
 
 def findings_csv(report: Report) -> pl.DataFrame:
     """One row per (sweep, variant, recipe, claim); `variant` is null for sweeps without
     variants, `recipe` where the rows name no single recipe."""
-    named = [(p.sweep, p.variant, _recipe_of(p), p.findings) for p in report.parts]
+    named = [(p.sweep, p.variant, p.recipe, p.findings) for p in report.parts]
     named += [
         (f.sweep, label.partition("/")[2] or None, None, items)
         for f in report.frontiers

@@ -464,7 +464,7 @@ def reconstruct(
     # with one restart the observer sees the attack live; with more, the kept one is replayed
     live = observer if settings.restarts == 1 else None
     if batched:
-        runs = [_optimise(objective, torch.stack(starts), None, settings, device, live)]
+        runs = [_optimise(objective, torch.stack(starts), None, settings, device, live, True)]
     else:
         runs = [
             _optimise(
@@ -474,6 +474,7 @@ def reconstruct(
                 settings,
                 device,
                 live,
+                False,
             )
             for r, start in enumerate(starts)
         ]
@@ -500,9 +501,9 @@ def _optimise(
     settings: AttackSettings,
     device: torch.device,
     live: Observer | None,
+    batched: bool,  # vmapped over the restarts (reconstruct decides), else autograd on one
 ) -> _Run:
     restarts = start.shape[0]
-    batched = restarts > 1 or (settings.restart_mode == "batched")
     dummy = start.to(device).requires_grad_(True)
     variables = [dummy]
     soft_labels = None
