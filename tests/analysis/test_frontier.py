@@ -587,7 +587,7 @@ def test_frontier_calibration_every_target_the_bench_computes() -> None:
     import subprocess
     import sys
 
-    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_frontier_findings.py"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_frontier_findings.py"
     done = subprocess.run(
         [sys.executable, str(bench), "--reps", "20", "--check"], capture_output=True, text=True
     )

@@ -218,12 +218,18 @@ def test_explorer_click_shows_images_and_curve(
         )
         shown = browser.evaluate("document.querySelectorAll('#trials tbody tr').length")
         assert shown == 22
+        # the middle of a line's last segment, mapped to the page by the line's own screen
+        # transform (the svg's border and any scaling included; its bounding box is not the
+        # origin of its user coordinates)
         x, y, line_key = browser.evaluate(
             "(() => { const l = [...document.querySelectorAll('polyline.pc-line')]"
             ".find(p => p.dataset.key !== document.body.dataset.selected);"
-            " const p = l.points.getItem(l.points.numberOfItems - 1);"
-            " const r = l.ownerSVGElement.getBoundingClientRect();"
-            " return [r.x + p.x, r.y + p.y, l.dataset.key]; })()"
+            " const n = l.points.numberOfItems;"
+            " const a = l.points.getItem(n - 2), b = l.points.getItem(n - 1);"
+            " const p = l.ownerSVGElement.createSVGPoint();"
+            " p.x = (a.x + b.x) / 2; p.y = (a.y + b.y) / 2;"
+            " const s = p.matrixTransform(l.getScreenCTM());"
+            " return [s.x, s.y, l.dataset.key]; })()"
         )
         browser.click(x, y)
         picked = browser.wait_for(

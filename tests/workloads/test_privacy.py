@@ -345,8 +345,11 @@ def test_fedavg_update_is_the_weight_difference_of_k_steps_in_batch_order():
 def test_the_attacker_who_unrolls_two_steps_beats_one_who_assumes_one():
     """K = 2 local steps of learning rate 1 on n = 2 bundled CIFAR-10 images, one per step
     (McMahan CNN, Sigmoid, 16 x 16): the attacker that unrolls the two steps rebuilds the images
-    better than one that matches the update as a single step on both (a FedSGD attacker), by
-    more than 1 dB on every seed (measured: 10.3, 6.6 and 3.1 dB; 200 Adam steps each)."""
+    better than one that matches the update as a single step on both (a FedSGD attacker): by
+    more than 3 dB on average over the seeds, and never worse on one. The optimisation is
+    chaotic enough that torch's thread count moves single seeds (200 Adam steps each; measured
+    margins 10.2, 6.6, 3.1 dB with one thread, 9.0, 7.1, 0.5 with two: seed 2's images are
+    rebuilt at 20 dB by both attackers), so no single seed carries the claim."""
     from workloads.attack import AttackSettings, reconstruct
     from workloads.client import client_update
     from workloads.data import load_pool, to_tensor
@@ -371,7 +374,7 @@ def test_the_attacker_who_unrolls_two_steps_beats_one_who_assumes_one():
                                   generator=torch.Generator().manual_seed(seed))  # fmt: skip
             psnr[name] = score(outcome.reconstruction, images, with_ssim=False).psnr_mean
         margins.append(psnr["unrolled"] - psnr["one step"])
-    assert min(margins) > 1.0, margins
+    assert sum(margins) / len(margins) > 3.0 and min(margins) > 0.0, margins
 
 
 def test_unrolled_restarts_batched_equal_sequential():
