@@ -110,11 +110,15 @@ def test_log_sends_every_trial_to_mlflow_wandb_and_tensorboard(
 
 
 def _records(path: Path) -> list[bytes]:
-    """The records of a LevelDB-style log (W&B's .wandb file: a 7-byte header, then 32 KiB
-    blocks of records, each a 7-byte header (crc, length, type) and its bytes)."""
-    data = path.read_bytes()[7:]
+    """The records of a LevelDB-style log (W&B's .wandb file: a 7-byte file header, then
+    records, each a 7-byte header (crc, length, type) and its bytes, never crossing a 32 KiB
+    block; the blocks count from the start of the file, its header included (a FIRST
+    fragment ends at a file offset divisible by 32 KiB). Counted from after the header, a
+    block tail of under 7 bytes of padding was read as records, and the rest of the file
+    went out of step: a slow run, with more system-metrics records, lost its history)."""
+    data = path.read_bytes()
     out, pending, block = [], b"", 32 * 1024
-    position = 0
+    position = 7
     while position + 7 <= len(data):
         left = block - position % block
         if left < 7:  # the block's tail is padding
