@@ -17,6 +17,7 @@ from analysis import charts, frontier
 from analysis.report.model import ChartOutput
 from analysis.report.pages import chart_page
 
+
 def write_chart(
     spec: charts.ChartSpec, frame: pl.DataFrame, out: Path, png_scale: float
 ) -> ChartOutput:
@@ -26,7 +27,6 @@ def write_chart(
         return charts.compose(spec, frame)
 
     return _render(ChartOutput(spec.name, spec.title), build, out, png_scale)
-
 
 
 def write_frontier(found: list[frontier.Frontier], out: Path, png_scale: float) -> ChartOutput:

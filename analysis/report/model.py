@@ -19,6 +19,7 @@ from analysis import findings, frontier
 from analysis.findings import attackers
 from store.opened import OpenedSweep, open_sweep
 
+
 @dataclass
 class ChartOutput:
     name: str

@@ -91,7 +91,6 @@ vegaEmbed("#chart", unpack({script_json(packed(spec))}), {{"renderer": "svg"}})
 """
 
 
-
 def _image_src(row: dict[str, Any], column: str) -> str:
     """The trial's PNG as the file the explorer writes (explorer/<sweep>/<key>-*.png): the
     pages link the images, never inline them (a 960-trial gallery inlined is 5 MB)."""
@@ -142,7 +141,6 @@ def gallery_html(shown: pl.DataFrame, every: pl.DataFrame | None = None) -> str:
         )
     lines.append("</table>")
     return "\n".join(lines)
-
 
 
 def page(title: str, body: str, script: str = "") -> str:
