@@ -39,8 +39,8 @@ def build_report(
     sweeps = model.open_sweeps(paths)
     report = model.build(sweeps, out, score)
     write_tables(report)
-    rows = report.rows if report.rows is not None else pl.DataFrame()
-    report.charts = [write_chart(spec, rows, out, png_scale) for spec in charts.CHARTS.values()]
+    specs = charts.CHARTS.values()
+    report.charts = [write_chart(spec, report.rows, out, png_scale) for spec in specs]
     if report.frontiers:
         report.charts.append(write_frontier(report.frontiers, out, png_scale))
     shown, gallery = write_gallery(report, sweeps)

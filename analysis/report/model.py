@@ -37,9 +37,10 @@ class ChartOutput:
 
 @dataclass
 class SweepPart:
-    """One part of the report: a sweep, or one variant of a sweep with `variants:` (named
-    `sweep/variant`); its findings and protocol are the part's, its counts the whole sweep's
-    (expected vs present is a property of the sweep's spec)."""
+    """One part of the report (`findings.named_parts`): a sweep, one variant of a sweep with
+    `variants:` (named `sweep/variant`), or one attack recipe where a variant's rows mix them
+    (`sweep/variant [recipe]`); its findings and protocol are the part's, its counts the whole
+    sweep's (expected vs present is a property of the sweep's spec)."""
 
     name: str
     path: str
@@ -66,7 +67,7 @@ class Report:
     score: str = "psnr_mean"  # what the findings were computed on
     frontiers: list[frontier.Frontier] = field(default_factory=list)  # sweeps with `search:`
     compared: pl.DataFrame | None = None  # attackers compared per cell (attackers.csv)
-    rows: pl.DataFrame | None = None  # every part's rows, in the parts' order: the charts' data
+    rows: pl.DataFrame = field(default_factory=pl.DataFrame)  # the parts', in their order
 
     @property
     def sweep(self) -> str:
