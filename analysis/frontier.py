@@ -2,8 +2,9 @@
 
 A sweep whose saved spec has a `search:` section (store.search) searched, per cell
 (a grid point without the seed, per variant), the weakest strength of one defense axis whose
-seeds' mean score is below the target. Its rows are ordinary trial rows; this module replays
-the search from them (`SearchState.of`, the same replay `run` and `resume` make) and reads:
+seeds' mean score is below the target. Its rows are ordinary trial rows; this module reads the
+search replayed from them (`OpenedSweep.search`: `SearchState.of`, the replay `run` and `resume`
+make):
 
 - `frontier_table`: one row per cell: its configuration, the search's outcome, the strength
   found and its bracket, the trials and points it took, the seeds' mean score there, and what
@@ -24,7 +25,9 @@ the search from them (`SearchState.of`, the same replay `run` and `resume` make)
   still speaks, and only as far as its bounds go.
 - `frontier_chart`: the strength needed per init x activation, one panel per model.
 
-`sweep_frontier(path, frame)` does all of it for the report (None without a search section).
+`sweep_frontier(sweep)` does all of it for the report, on a sweep opened once (store.opened;
+None without a search section); its findings are split per variant and attack recipe as the
+report splits its rows (`findings.named_parts`).
 """
 
 from __future__ import annotations
@@ -37,19 +40,20 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from analysis.charts.derive import ChartSkipped
-from analysis.findings import NOT_ENOUGH, Claim, Finding, check, prepare
+from analysis.findings import NOT_ENOUGH, Claim, Finding, check, named_parts, part_label, prepare
 from analysis.findings.claims import Compare
 from analysis.findings.finding import build, with_holm
 from analysis.findings.rows import bounds_of
 from analysis.stats import Rule
-from store.replay import Cell, SearchState, bracket, scores_of
+from store.replay import Cell, SearchState, bracket
 from store.search import AXES, DEFEATED_AT_WEAKEST, FAILED, FOUND, NOT_DEFEATED, SEARCHING
+from workloads.recipes import recipe_of
 
 if TYPE_CHECKING:
     import altair as alt
 
+    from store.opened import OpenedSweep
     from store.search import Search
-    from store.spec import SweepSpec
 
 FRONTIER_CHART = "defense_frontier"
 FRONTIER_TITLE = "Defense frontier: strength needed per init x activation"
@@ -77,15 +81,6 @@ SHAPES = {FOUND: "circle", NOT_DEFEATED: "triangle-up", DEFEATED_AT_WEAKEST: "tr
 def unit_of(search: Search) -> str:
     """The unit a threshold difference is in: decades on a log search, else the axis's own."""
     return "decades" if search.scale == "log" else search.axis
-
-
-def replay(spec: SweepSpec, frame: pl.DataFrame) -> SearchState:
-    """The spec's search replayed from the frame's rows (their scores, as `run` replays it)."""
-    score = spec.search.score if spec.search else "psnr_mean"
-    columns = ["trial_key", "status", score]
-    if frame.is_empty() or not set(columns) <= set(frame.columns):
-        return SearchState.of(spec, {})
-    return SearchState.of(spec, scores_of(frame.select(columns).to_arrow(), score))
 
 
 def cell_configs(state: SearchState) -> dict[Cell, dict[str, Any]]:
@@ -226,7 +221,7 @@ def seed_thresholds(state: SearchState) -> pl.DataFrame:
     the search's scale), position_low / position_high (its bounds: equal to it when known,
     open on one side, -inf or +inf, when censored; null without scores), censored (why the
     threshold is null), points (scored), every config field.
-    The scores are those the search was replayed from (`state`, `replay`)."""
+    The scores are those the search was replayed from (`state`: `OpenedSweep.search`)."""
     configs = cell_configs(state)
     records = []
     for cell in state.cells:
@@ -491,47 +486,62 @@ def _fixed_axes(table: pl.DataFrame) -> list[str]:
 
 
 @dataclass
+class FrontierPart:
+    """The frontier's findings on one part of its sweep, split and named as the report splits
+    its rows (`findings.named_parts`: per variant, per attack recipe where they mix)."""
+
+    label: str  # sweep, sweep/variant, sweep [recipe], ...
+    variant: str | None
+    recipe: str | None  # None unless the variant's cells mix attack recipes
+    findings: list[Finding]
+
+
+@dataclass
 class Frontier:
-    """A search sweep's frontier: the table, the per-seed thresholds, the findings per part
-    (the sweep, or each variant: `sweep/variant`, as the report names parts)."""
+    """A search sweep's frontier: the table, the per-seed thresholds, the findings per part."""
 
     sweep: str
     search: Search
     table: pl.DataFrame
     thresholds: pl.DataFrame
-    findings: dict[str, list[Finding]] = field(default_factory=dict)
+    parts: list[FrontierPart] = field(default_factory=list)
+
+    @property
+    def findings(self) -> dict[str, list[Finding]]:
+        """The findings by part label."""
+        return {part.label: part.findings for part in self.parts}
 
     @property
     def censored(self) -> int:
         return int(self.thresholds["threshold"].null_count()) if self.thresholds.height else 0
 
 
-def spec_of(sweep_path: str) -> SweepSpec | None:
-    """The sweep's saved spec (None when it has none, or one this version cannot read)."""
-    from store.sweep_store import SweepStore
-
-    try:
-        return SweepStore(sweep_path).saved_spec()
-    except Exception:  # no spec.yaml, or an unreadable one: the report goes without a frontier
+def sweep_frontier(sweep: OpenedSweep) -> Frontier | None:
+    """The frontier of an opened sweep, from its spec and its search replayed from its rows
+    (None: no spec, or no search)."""
+    state = sweep.search
+    if sweep.spec is None or state is None:
         return None
-
-
-def sweep_frontier(sweep_path: str, frame: pl.DataFrame, name: str = "") -> Frontier | None:
-    """The frontier of the sweep at `sweep_path` from its rows `frame` (None: no search)."""
-    spec = spec_of(sweep_path)
-    if spec is None or spec.search is None:
-        return None
-    state = replay(spec, frame)
-    name = name or spec.name
     thresholds = seed_thresholds(state)
-    table = frontier_table(state, frame, thresholds).insert_column(0, pl.lit(name).alias("sweep"))
-    parts: dict[str, list[Finding]] = {}
-    variants = list(spec.variants) or [None]
-    for variant in variants:
-        part = thresholds if variant is None else thresholds.filter(pl.col("variant") == variant)
-        label = name if variant is None else f"{name}/{variant}"
-        parts[label] = frontier_findings(spec.search, part)
-    return Frontier(name, spec.search, table, thresholds, parts)
+    table = frontier_table(state, sweep.frame, thresholds)
+    table = table.insert_column(0, pl.lit(sweep.name).alias("sweep"))
+    parts = [
+        FrontierPart(part_label(sweep.name, variant, recipe), variant, recipe,
+                     frontier_findings(state.search, rows.drop("recipe")))
+        for variant, recipe, rows in named_parts(with_recipe(thresholds), sweep.variants)
+    ]  # fmt: skip
+    return Frontier(sweep.name, state.search, table, thresholds, parts)
+
+
+def with_recipe(thresholds: pl.DataFrame) -> pl.DataFrame:
+    """The thresholds with each cell's attack recipe, read from its fields as a row's `recipe`
+    is (`recipe_of`): what the findings split by, never pool over (frontier_seeds.csv keeps
+    the fields alone)."""
+    if thresholds.is_empty():
+        return thresholds.with_columns(pl.lit(None, pl.String).alias("recipe"))
+    cells = thresholds.unique("cell", maintain_order=True).iter_rows(named=True)
+    recipes = {row["cell"]: recipe_of(row) for row in cells}
+    return thresholds.with_columns(pl.col("cell").replace_strict(recipes).alias("recipe"))
 
 
 def censored_text(thresholds: pl.DataFrame) -> str:
@@ -545,7 +555,8 @@ def censored_text(thresholds: pl.DataFrame) -> str:
 
 
 __all__ = [
-    "FRONTIER_CHART", "FRONTIER_TITLE", "NOT_ENOUGH", "Crossing", "Frontier", "cell_configs",
-    "censored_text", "crossing", "frontier_chart", "frontier_claims", "frontier_findings",
-    "frontier_table", "replay", "seed_thresholds", "spec_of", "sweep_frontier", "unit_of",
+    "FRONTIER_CHART", "FRONTIER_TITLE", "NOT_ENOUGH", "Crossing", "Frontier", "FrontierPart",
+    "cell_configs", "censored_text", "crossing", "frontier_chart", "frontier_claims",
+    "frontier_findings", "frontier_table", "seed_thresholds", "sweep_frontier", "unit_of",
+    "with_recipe",
 ]  # fmt: skip

@@ -6,7 +6,8 @@
 - `uri`: local paths, NFS and object-store URIs, as pyarrow filesystems;
 - `rows`: the one row reader (every data file under `trials/`); `load`: polars frames of it;
 - `sweep_store`: `SweepStore`, one sweep's folder: its spec, rows, expected keys, writes and
-  compaction; `status`: a sweep's counts.
+  compaction; `status`: a sweep's counts; `opened`: a sweep opened for reading (rows read and
+  spec parsed once, its expected keys and search replay derived from them).
 
 Imports `workloads` (the declarations) and `dlgsweep.errors`, never `orchestrator` or
 `analysis`; no torch, no Ray: the reader's install uses all of it.

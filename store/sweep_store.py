@@ -280,10 +280,7 @@ class SweepStore:
         if text is None:
             return None
         spec = self._parse_spec(text)
-        if spec.search is not None:  # the trials its search has asked for, replayed from rows
-            state = self.search_state(spec)
-            return {key: state.where[key][0].variant for key in state.planned()}
-        return {key: variant for variant, key in spec.trial_keys()}
+        return expected_keys(spec, self.search_state(spec) if spec.search else None)
 
     def scores(self, score: str) -> dict[str, float | None]:
         """trial_key -> `score` of every finished (ok/diverged) row: what a search replays."""
@@ -400,6 +397,14 @@ class SweepStore:
         else:
             self._put(final, data)
         return final
+
+
+def expected_keys(spec: SweepSpec, state: SearchState | None) -> dict[str, str]:
+    """trial_key -> variant ("" without variants) of every trial `spec` asks for, in its order;
+    for a search, the trials it has asked for so far (`state`: its replay from the rows)."""
+    if state is not None:
+        return {key: state.where[key][0].variant for key in state.planned()}
+    return {key: variant for variant, key in spec.trial_keys()}
 
 
 def find_sweeps(results: str, *, flag: str = "results") -> list[SweepStore]:

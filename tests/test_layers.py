@@ -132,6 +132,11 @@ def test_the_walk_sees_the_packages(edges: dict[str, set[str]]) -> None:
     )
     assert "store.schema" in edges["store.sweep_store"]
     assert "analysis.charts.derive" in edges["analysis.charts.layout"]  # `from pkg import sub`
+    # inside a package: the report's modules and their imports of one another are seen, so a
+    # circle among them (or through the package's __init__) would be found
+    report = {f"analysis.report.{m}" for m in ("model", "pages", "charts", "export")}
+    assert report <= set(edges) and report - {"analysis.report.charts"} <= edges["analysis.report"]
+    assert "analysis.report.model" in edges["analysis.report.export"]  # `from pkg import model`
 
 
 def test_writer_and_reader_never_import_each_other(edges: dict[str, set[str]]) -> None:

@@ -29,7 +29,7 @@ from analysis.stats import CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED
 
 __all__ = [
     "CLAIMS", "CONTRADICTED", "DECK_PROTOCOL", "GROUP_COLUMNS", "INCONCLUSIVE", "MARGIN_DB",
-    "MIXED", "parts",
+    "MIXED", "UNKNOWN", "named_parts", "part_label", "parts",
     "NOT_ENOUGH", "SCORES", "SLOPE_MARGIN_DB", "SUPPORTED", "VALUE", "VERDICTS", "Claim",
     "Finding", "Stratum", "check", "findings", "findings_frame", "prepare", "protocol_notes",
     "table",
@@ -102,3 +102,32 @@ def table(frame: pl.DataFrame, value: str = VALUE) -> pl.DataFrame:
             part = part.insert_column(i, pl.lit(names[column], frame.schema[column]).alias(column))
         out.append(part)
     return pl.concat(out)
+
+
+UNKNOWN = "unknown"  # how a part names rows that name no variant (or recipe) beside named ones
+
+
+def named_parts(
+    frame: pl.DataFrame, order: list[str] | tuple[str, ...] = ()
+) -> list[tuple[str | None, str | None, pl.DataFrame]]:
+    """`parts` as a report names them: (variant, recipe, rows), variants in `order` (a spec's)
+    then as the rows name them. `variant` is None where no row names one, and `unknown` for the
+    rows naming none beside named ones; `recipe` is None unless the variant's rows mix attack
+    recipes (then each part names its own, `unknown` for rows naming none). Every caller that
+    shows parts (the report's columns, the frontier's findings) splits through this."""
+    split = parts(frame)
+    named = any(p.get("variant") is not None for p, _ in split)
+    variant_of = [(p.get("variant") or UNKNOWN) if named else None for p, _ in split]
+    ranked = [*order, *(v for v in variant_of if v not in order)]
+    out = []
+    for (names, rows), variant in zip(split, variant_of):
+        mixed = sum(v == variant for v in variant_of) > 1  # the variant's rows mix recipes
+        recipe = (names.get("recipe") or UNKNOWN) if mixed else None
+        out.append((variant, recipe, rows))
+    return sorted(out, key=lambda part: ranked.index(part[0]) if part[0] is not None else 0)
+
+
+def part_label(sweep: str, variant: str | None, recipe: str | None) -> str:
+    """`sweep`, `sweep/variant`, `sweep [recipe]` or `sweep/variant [recipe]`."""
+    label = sweep if variant is None else f"{sweep}/{variant}"
+    return label if recipe is None else f"{label} [{recipe}]"

@@ -27,6 +27,7 @@ from analysis.findings import CONTRADICTED, INCONCLUSIVE, MIXED, NOT_ENOUGH, SUP
 from analysis.report import SEARCH_NOTE
 from analysis.synthetic import synthetic_search
 from store import load
+from store.opened import open_sweep
 from store.search import DEFEATED_AT_WEAKEST, FOUND, NOT_DEFEATED, SEARCHING
 from store.spec import parse_yaml
 from store.sweep_store import SweepStore
@@ -96,7 +97,7 @@ def write_sweep(root: Path, text: str, truth: Callable[[dict], float], sd: float
 
 
 def frontier_of(path: Path) -> frontier.Frontier:
-    found = frontier.sweep_frontier(str(path), load.trials(str(path)))
+    found = frontier.sweep_frontier(open_sweep(str(path)))
     assert found is not None
     return found
 
@@ -507,7 +508,7 @@ def test_report_of_a_grid_sweep_has_no_frontier(tmp_path: Path) -> None:
         result = TrialResult("ok", psnr_mean=20.0 + config.seed, grad_cosine=1.0)
         store.write_row(make_row(config, result, sweep="grid", with_images=False))
     sweep = tmp_path / "results" / "grid"
-    assert frontier.sweep_frontier(str(sweep), load.trials(str(sweep))) is None
+    assert frontier.sweep_frontier(open_sweep(str(sweep))) is None
     report = build_report(str(sweep), tmp_path / "out")
     assert report.frontiers == []
     assert frontier.FRONTIER_CHART not in {c.name for c in report.charts}
