@@ -48,6 +48,7 @@ SHORT = {"supported": "sup", "contradicted": "con", "mixed": "mix", "inconclusiv
          "not enough data": "n/a"}  # fmt: skip
 
 INITS = {"init_method": ["xavier_normal", "kaiming_normal"], "activation": ["relu", "sigmoid"]}
+STEPS_GRID = {"activation": ["relu", "sigmoid"], "local_steps": [1, 2, 5]}
 FAMILY = {"xavier_normal": "xavier", "kaiming_normal": "kaiming", "xavier_uniform": "xavier",
           "kaiming_uniform": "kaiming"}  # fmt: skip
 
@@ -200,7 +201,7 @@ def cases() -> list[Case]:
              noise=1.0),
         Case("middle step 0 dB", "order", INITS, order(0.0), [("supported", "<=", 0.025)],
              noise=1.0, false_supported=True),
-    ] + audit_cases()  # fmt: skip
+    ] + audit_cases() + steps_cases()  # fmt: skip
 
 
 # -- issue 22: the second audit's eight shapes (and the minor one), as cases of known truth ------
@@ -389,6 +390,30 @@ def audit_cases() -> list[Case]:
              drop=lost_pruned_sigmoid, false_supported=True, shape="minor"),
     ]  # fmt: skip
     return out
+
+
+def steps_cases() -> list[Case]:
+    """FedAvg (issue 24): K - (K = 1) < 0 averaged over K in {2, 5}, per activation: the
+    directional rule on a new kind of unit (two levels paired with one K = 1 trial per seed
+    and activation). Last in the list, so the other cases keep their draws."""
+    # per seed, the mean over 2 activations of (y(2) + y(5)) / 2 - y(1): sd 2 * sqrt(3/4)
+    detect = detectable_shift(6, 2.0 * math.sqrt(0.75))
+
+    def steps(drop: Callable[[dict], float]) -> Callable[[dict], float]:
+        return lambda c: 20 + (drop(c) if c["local_steps"] > 1 else 0.0)
+
+    return [
+        Case("no effect of K", "local_steps", STEPS_GRID, steps(lambda c: 0.0),
+             [("supported", "<=", 0.025)], false_supported=True),
+        Case(f"every K > 1 at the detectable effect ({-detect:.2f} dB)", "local_steps",
+             STEPS_GRID, steps(lambda c: -detect), [("supported", "~", 0.80)]),
+        Case("opposite per activation (ReLU -8, Sigmoid +8)", "local_steps", STEPS_GRID,
+             steps(lambda c: 8.0 * _sign(c["activation"] == "sigmoid")),
+             [("mixed", ">=", 0.80), ("supported", "<=", 0.025)], false_supported=True),
+        Case("opposite per K (K 2: -6, K 5: +6)", "local_steps", STEPS_GRID,
+             steps(lambda c: 6.0 * _sign(c["local_steps"] == 5)),
+             [("mixed", ">=", 0.80), ("supported", "<=", 0.025)], false_supported=True),
+    ]  # fmt: skip
 
 
 def run(case: Case, reps: int, seed: int) -> None:

@@ -3,7 +3,7 @@ is tested on (a comparison, a slope, a spread, ...), each part with its strata a
 Measuring, combining (`combine`) and wording (`finding`) are written once for all of them.
 
 Claims (Li 2024, "Attacking gradients": the conclusion and the notes beside its figures), plus
-two of our own questions (issue 11):
+our own questions (issues 11 and 24):
 
  relu_vs_sigmoid    ReLU leaks less than Sigmoid.                  ReLU - Sigmoid < 0
  order              Xavier-ReLU < Kaiming-ReLU < Kaiming-Sigmoid < Xavier-Sigmoid: each step > 0
@@ -16,6 +16,8 @@ two of our own questions (issue 11):
  model              The McMahan CNN gives lower PSNR than ResNet-18.  McMahan - ResNet < 0
  pruning_aware      20% pruning defends an attacker who masks the pruned entries.
  scale_not_family   ReLU leakage follows the init scale, not the family.
+ local_steps        More local steps reduce leakage (FedAvg, issue 24).  K - (K = 1) < 0,
+                    averaged over the sweep's K > 1, per activation
 
 How a claim is measured. The replicate is the seed: trials of one seed share its model weights
 (scaled per init), images and dummy start, so they are not independent of each other, while
@@ -40,11 +42,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analysis.findings.combine import Assessment, Stratum, _decide, assess
+from analysis.findings.combine import Assessment, Stratum, _decide, _label, assess
 from analysis.findings.rows import (
     Where,
     condition,
     keys,
+    levels_text,
     missing_levels,
     paired,
     scored,
@@ -110,6 +113,63 @@ class Compare:
         if where:
             notes.insert(0, f"rows: {where}")
         return assess(units, self.strata, self.rule, "matched pairs", notes), notes
+
+
+@dataclass(frozen=True)
+class FromBase:
+    """value(column = each level above `base`) - value(column = base) on matched pairs (twins
+    differing in `column` alone), for every level the rows have above `base`, within `strata`.
+
+    The level is an axis averaged over, named with its own estimate and verdict: a claim about
+    "more" (more local steps) is then the average effect over the levels the sweep tested,
+    guarded like any directional claim (a level or stratum decisively on the other side makes
+    it mixed), and it reuses that calibrated rule instead of one comparison per level, whose
+    levels would have to be known before the sweep is."""
+
+    column: str
+    base: Any
+    labels: tuple[str, str]  # (any level above the base, the base)
+    rule: Rule
+    strata: tuple[str, ...]
+    unit: str = "dB"
+
+    @property
+    def test(self) -> str:
+        diff = f"{self.labels[0]} - {self.labels[1]}"
+        return (f"{self.rule.test(diff, self.unit)}, averaged over the {self.column} levels "
+                f"above {self.base}")  # fmt: skip
+
+    def measure(self, rows: pl.DataFrame, value: str) -> Measured:
+        recorded = self.column in rows.columns
+        known = rows[self.column].drop_nulls().unique().sort().to_list() if recorded else []
+        above = [level for level in known if level > self.base]
+        if self.base not in known or not above:
+            return None, [f"{self.column} {levels_text(known) or 'not recorded'} here: needs "
+                          f"{self.base} and a level above it"]  # fmt: skip
+        _, notes = select(rows, [Where(self.column, (self.base, *above))])
+        pieces = []
+        for level in above:
+            pairs, more = paired(rows, self.column, level, self.base, value,
+                                 names=(f"{self.column} {level}", self.labels[1]))  # fmt: skip
+            pieces.append(pairs.with_columns(pl.lit(level, rows.schema[self.column])
+                                             .alias(self.column)))  # fmt: skip
+            notes += more
+        units = pl.concat(pieces, how="vertical_relaxed")
+        if units.is_empty():
+            return None, ["no matched pairs", *notes]
+        notes.append(self._per_cell(units))
+        return assess(units, self.strata, self.rule, "matched pairs", notes), notes
+
+    def _per_cell(self, units: pl.DataFrame) -> str:
+        """Each stratum x level's effect over its seeds (the other axes averaged as in the
+        headline): the numbers a reader quotes per activation and K, in the evidence."""
+        strata = [s for s in self.strata if s in units.columns and units[s].n_unique() > 1]
+        by = [*strata, self.column]
+        cells = []
+        for cell, part in sorted(units.group_by(by), key=lambda kv: tuple(map(str, kv[0]))):
+            est = assess(part, (), self.rule).headline
+            cells.append(f"{_label(by, cell)}: {est.text(self.unit)}")
+        return f"per {' x '.join(by)} ({self.labels[0]} - {self.labels[1]}): " + "; ".join(cells)
 
 
 @dataclass(frozen=True)
@@ -402,7 +462,7 @@ class ScaleSlope(Slope):
         return assess(units, self.strata, self.rule, "per-group slopes", notes), notes
 
 
-Part = Compare | Slope | Spread | FamilyGap
+Part = Compare | FromBase | Slope | Spread | FamilyGap
 
 
 @dataclass(frozen=True)
@@ -513,5 +573,10 @@ CLAIMS: dict[str, Claim] = {
               f"at equal first-layer weight std |Kaiming - Xavier| < {MARGIN_DB:g} dB, and the "
               f"slope of PSNR on log2(init_scale) is away from 0: |slope| > {SLOPE_MARGIN_DB:g} "
               "dB/doubling (within it: flat)"),
+        Claim("local_steps",
+              "More local steps reduce leakage: a FedAvg update of K > 1 local steps gives lower "
+              "PSNR than FedSGD (K = 1)",
+              (FromBase("local_steps", 1, ("K steps", "1 step"), Rule("less"),
+                        ("network", "activation")),)),
     )
 }  # fmt: skip

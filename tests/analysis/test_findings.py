@@ -849,3 +849,64 @@ def test_claims_the_sweep_cannot_test_leave_the_table_for_one_line() -> None:
     assert all(key in line for key in untested)
     table = page.split("</table>")[0]
     assert "(relu_vs_sigmoid)" in table and "(batch_trend)" not in table
+
+
+# -- issue 24: more local steps reduce leakage (FedAvg) ------------------------------------------
+
+STEPS_GRID = {"activation": ["relu", "sigmoid"], "local_steps": [1, 2, 5]}
+
+
+def _steps_frame(drop: dict[str, float], seeds=range(5), noise: float = 0.5) -> pl.DataFrame:
+    """PSNR 20 at K = 1, 20 - drop[activation] at every K > 1."""
+
+    def psnr(c: dict) -> float:
+        return 20 - (c["local_steps"] > 1) * drop[c["activation"]]
+
+    return synthetic_frame(STEPS_GRID, psnr, seeds, noise)
+
+
+def test_local_steps_that_reduce_leakage_are_supported_per_activation_and_k() -> None:
+    frame = _steps_frame({"relu": 4.0, "sigmoid": 3.0})
+    item = check("local_steps", frame)
+    assert item.verdict == SUPPORTED, item.evidence
+    assert item.estimate.mean == pytest.approx(-3.5, abs=0.5) and item.n == 5
+    assert "averaged over (matched): local_steps (2, 5)" in item.evidence
+    assert {s.label for s in item.levels} == {"local_steps=2", "local_steps=5"}
+    assert {s.label for s in item.strata} == {f"network=mcmahan, activation={a}"
+                                              for a in ("relu", "sigmoid")}  # fmt: skip
+    # the per-cell figure is the seeds' mean of K=5 - K=1, twins differing in local_steps alone
+    relu = frame.filter(pl.col("activation") == "relu").sort("seed")
+    by_k = {k: relu.filter(pl.col("local_steps") == k)["psnr_mean"].to_numpy() for k in (1, 5)}
+    cell = f"activation=relu, local_steps=5: {(by_k[5] - by_k[1]).mean():+.2f} dB"
+    assert cell in item.evidence
+    assert math.isfinite(by_key(frame)["local_steps"].p_holm)  # in the Holm family
+
+
+def test_local_steps_without_an_effect_are_not_supported() -> None:
+    item = check("local_steps", _steps_frame({"relu": 0.0, "sigmoid": 0.0}, noise=2.0))
+    assert item.verdict == INCONCLUSIVE, item.evidence
+
+
+def test_local_steps_opposite_per_activation_are_mixed() -> None:
+    item = check("local_steps", _steps_frame({"relu": 5.0, "sigmoid": -5.0}))
+    assert item.verdict == findings.MIXED, item.evidence
+    assert item.holds == ("network=mcmahan, activation=relu",)
+    assert item.against == ("network=mcmahan, activation=sigmoid",)
+
+
+def test_one_level_of_local_steps_is_not_tested() -> None:
+    frame = _steps_frame({"relu": 4.0, "sigmoid": 4.0}).filter(pl.col("local_steps") == 1)
+    item = by_key(frame)["local_steps"]
+    assert item.verdict == NOT_ENOUGH and not item.tested and math.isnan(item.p_holm)
+    assert "local_steps 1 here: needs 1 and a level above it" in item.evidence
+
+
+def test_local_steps_pair_only_twins_differing_in_local_steps() -> None:
+    # K = 5 also on 8 images: those trials have no K = 1 twin (n differs) and are counted
+    more = _steps_frame({"relu": 4.0, "sigmoid": 4.0}).filter(pl.col("local_steps") == 5)
+    frame = pl.concat([_steps_frame({"relu": 4.0, "sigmoid": 4.0}),
+                       more.with_columns(pl.lit(8, pl.Int64).alias("local_images"),
+                                         pl.col("psnr_mean") + 30)])  # fmt: skip
+    item = check("local_steps", frame)
+    assert item.verdict == SUPPORTED and item.estimate.mean == pytest.approx(-4, abs=0.5)
+    assert "10 local_steps 5 trials found no twin" in item.evidence
