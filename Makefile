@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RESULTS ?= results
 REPORT  ?= report
-NO_MARKERS := not ray and not browser and not s3 and not cluster and not long
+NO_MARKERS := not ray and not browser and not s3 and not cluster and not long and not install
 
 .PHONY: demo test check docs e2e-cluster bench lint install clean
 
@@ -26,14 +26,14 @@ demo: install
 # everything CI runs: system packages the tests drive (chromium, sshd), the suite, the ray-up e2e
 test: install
 	bash scripts/system_deps.sh
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	DLGSWEEP_VENV=$(abspath $(VENV)) bash scripts/local_cluster_e2e.sh
 
 # every test that needs none of Ray, a browser, S3 or a cluster (the markers), with Ray
 # never started (ray.init disabled), so a test that starts it without the marker fails here
 check: install
-	DLGSWEEP_TEST_NO_RAY=1 $(BIN)/python -m pytest -q -m "$(NO_MARKERS)" --durations=10
+	DLGSWEEP_TEST_NO_RAY=1 $(BIN)/python -m pytest -q -n 2 -m "$(NO_MARKERS)" --durations=10
 
 # the docs site into site/ (a broken link, a missing page or a reference block that cannot be
 # written fails it)

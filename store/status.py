@@ -2,7 +2,8 @@
 
 Counts are over the trials of the saved spec.yaml; files that cannot be read as trial rows
 (half-written, corrupt, foreign) are never counted, only listed. Reads four columns (trial_key,
-status, error and finished_at, which picks one row per trial) of the sweep's row and part files.
+status, error and finished_at, which picks one row per trial; a search's score beside them) of
+the sweep's row and part files, once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dlgsweep.errors import UserError
-from store.sweep_store import SweepStore
+from store.replay import SearchState, scores_of
+from store.sweep_store import SweepStore, expected_keys
 
 STATUS_ORDER = ("ok", "diverged", "error")
 
@@ -33,9 +35,14 @@ class SweepStatus:
 
 
 def sweep_status(store: SweepStore) -> SweepStatus:
+    """The counts of one sweep, from one parse of its spec.yaml and one read of its rows (a
+    search's replay takes its score from the same read)."""
     if not store.exists():
         raise UserError(f"DIR {store.uri!r} does not exist; expected <results>/<sweep>")
-    rows = store.read_rows(columns=["trial_key", "status", "error"])
+    spec = store.spec_if_saved()
+    score = spec.search.score if spec is not None and spec.search is not None else None
+    columns = list(dict.fromkeys(["trial_key", "status", "error", *([score] if score else [])]))
+    rows = store.read_rows(columns=columns)
     by_key = {
         key: (status, error)
         for key, status, error in zip(
@@ -44,7 +51,11 @@ def sweep_status(store: SweepStore) -> SweepStatus:
             rows.table.column("error").to_pylist(),
         )
     }
-    keys = store.trial_keys()
+    if spec is None:
+        keys = None
+    else:
+        state = SearchState.of(spec, scores_of(rows.table, score)) if score else None
+        keys = expected_keys(spec, state)
     spec_found = keys is not None
     expected = list(keys) if keys is not None else list(by_key)
     counts = Counter(by_key[k][0] for k in expected if k in by_key)

@@ -263,6 +263,11 @@ class SweepStore:
             )
         return self._parse_spec(text)
 
+    def spec_if_saved(self) -> SweepSpec | None:
+        """The saved spec (as `saved_spec`), or None when the folder has no spec.yaml."""
+        text = self.read_spec()
+        return None if text is None else self._parse_spec(text)
+
     def _parse_spec(self, text: str) -> SweepSpec:
         spec = parse_yaml(text, f"{self.uri}/{SPEC}", check_trials=False)
         if spec.name != self.name:
@@ -276,10 +281,9 @@ class SweepStore:
         """trial_key -> variant ("" without variants) of every trial the saved spec asks for,
         in the spec's order; None when the folder has no spec.yaml. `status`, `resume`, `plan
         --results` and `report` count trials through this, never by parsing spec.yaml."""
-        text = self.read_spec()
-        if text is None:
+        spec = self.spec_if_saved()
+        if spec is None:
             return None
-        spec = self._parse_spec(text)
         return expected_keys(spec, self.search_state(spec) if spec.search else None)
 
     def scores(self, score: str) -> dict[str, float | None]:

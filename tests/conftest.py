@@ -54,21 +54,38 @@ NEEDS = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         for marker, fixtures in NEEDS.items():
             if used & fixtures:
                 item.add_marker(getattr(pytest.mark, marker))
+        if item.get_closest_marker("cluster"):
+            # `ray start` nodes on fixed ports: under `-n 2 --dist loadgroup` (make test) they
+            # all run on one worker, one after another, beside the other worker's tests
+            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 # Every Ray the suite starts (in-process, `ray start` subprocesses, driver subprocesses: they
 # inherit the environment) keeps its session folders under one temp root that the suite removes
 # at the end, instead of leaving /tmp/ray/session_* behind. A short path: Ray's sockets live in
 # it and AF_UNIX paths are limited to ~107 bytes.
+# Under pytest-xdist each worker is a process of its own with a Ray of its own: each gets its
+# own root (a root inherited from the controller is not reused: `ray.init()` joins the cluster
+# a root's ray_current_cluster names, which would be the other worker's).
 _RAY_TMPDIR = None
-if "RAY_TMPDIR" not in os.environ:
+if "RAY_TMPDIR" not in os.environ or os.environ.get("DLGSWEEP_TEST_RAY_TMPDIR") == os.environ[
+    "RAY_TMPDIR"
+]:
     _RAY_TMPDIR = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="dlgray-", dir="/tmp")
+    os.environ["DLGSWEEP_TEST_RAY_TMPDIR"] = _RAY_TMPDIR
+
+# Two workers on two cores: one torch thread each (set before torch is imported; Ray's workers
+# inherit it), instead of two each contending for the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -147,3 +147,19 @@ def test_a_report_parses_the_spec_and_reads_the_rows_once(
     rows = [columns for _, _, columns in reads if not set(IMAGE_COLUMNS) & set(columns)]
     assert len(rows) == 1
     assert pl.read_csv(tmp_path / "out" / "findings.csv")["recipe"].drop_nulls().n_unique() == 2
+
+
+def test_status_parses_the_spec_and_reads_the_rows_once(
+    search_sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dlgsweep status` of a search sweep: the search's replay takes its scores from the same
+    read of the rows as the counts, and every trial the search asked for has its row."""
+    from store.status import sweep_status
+
+    parses = counted(monkeypatch, store_spec.parse_spec)
+    reads = counted(monkeypatch, store_rows.read_files)
+    status = sweep_status(SweepStore(str(search_sweep)))
+    assert len(parses) == 1 and len(reads) == 1
+    expected = open_sweep(str(search_sweep)).expected
+    assert status.spec_found and status.total == len(expected) > 0
+    assert sum(status.counts.values()) == status.total and not status.missing

@@ -27,6 +27,7 @@ from store.sweep_store import SweepStore
 from workloads.result import TrialResult
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.install  # a fresh venv and pip
 SPEC = """\
 name: readme
 grid: {seed: [0, 1, 2], activation: [relu, sigmoid]}

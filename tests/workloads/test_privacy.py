@@ -342,6 +342,7 @@ def test_fedavg_update_is_the_weight_difference_of_k_steps_in_batch_order():
     assert update.record is None
 
 
+@pytest.mark.long
 def test_the_attacker_who_unrolls_two_steps_beats_one_who_assumes_one():
     """K = 2 local steps of learning rate 1 on n = 2 bundled CIFAR-10 images, one per step
     (McMahan CNN, Sigmoid, 16 x 16): the attacker that unrolls the two steps rebuilds the images

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +157,7 @@ def test_a_relative_imagefolder_path_is_made_absolute(tmp_path, monkeypatch):
     assert _ok(run_trial(config.replace(iterations=2))).ground_truth.shape == (1, 28, 28, 1)
 
 
+@pytest.mark.long
 def test_quality_on_real_images_sigmoid_beats_relu():
     """The issue's bar: McMahan CNN, xavier_normal, B=1, cosine, adam 0.1, 500 it, iDLG."""
 
@@ -175,19 +175,21 @@ def test_quality_on_real_images_sigmoid_beats_relu():
     assert relu < sigmoid - 5.0
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "dlgsweep.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _cli(capsys, *args):
+    """`dlgsweep ARGS` through main(), as the console script calls it (in this process: a
+    subprocess spends seconds importing torch again; the console script itself is run in
+    tests/cli/test_bad_input.py). An exception main() lets out fails the test."""
+    from dlgsweep.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
-def test_attack_command_writes_images_gif_and_one_schema_row(tmp_path):
+def test_attack_command_writes_images_gif_and_one_schema_row(tmp_path, capsys):
     out = tmp_path / "out"
     done = _cli(
+        capsys,
         "attack",
         "--model",
         "mcmahan_cnn",
@@ -227,8 +229,8 @@ def test_attack_command_writes_images_gif_and_one_schema_row(tmp_path):
         (["--dataset", "imagefolder:/no/such/folder"], "dataset"),
     ],
 )
-def test_attack_bad_input_exits_2_naming_the_field(tmp_path, flags, named):
-    done = _cli("attack", *flags, "--out", str(tmp_path))
+def test_attack_bad_input_exits_2_naming_the_field(tmp_path, flags, named, capsys):
+    done = _cli(capsys, "attack", *flags, "--out", str(tmp_path))
     assert done.returncode == 2
     assert named in done.stderr and "expected" in done.stderr
     assert not (tmp_path / "result.json").exists()
