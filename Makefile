@@ -26,7 +26,7 @@ demo: install
 # everything CI runs: system packages the tests drive (chromium, sshd), the suite, the ray-up e2e
 test: install
 	bash scripts/system_deps.sh
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	DLGSWEEP_VENV=$(abspath $(VENV)) bash scripts/local_cluster_e2e.sh
 

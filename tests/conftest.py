@@ -9,6 +9,11 @@ needing one of them gets its marker here; `make check` runs the tests needing no
 
 Every Ray this suite starts gets explicit CPUs/GPUs, no dashboard, token auth off (the same on
 every node) and is shut down by the test that started it; `ray stop` is never used.
+
+`make test` and `make check` run the suite on two pytest-xdist workers, a test file to a worker
+(`--dist loadfile`: a module-scoped fixture is built once). Each worker is a process with its
+own Ray temp root and one torch thread; the small real sweep is built once per run, by the
+first worker that needs it. The `cluster` tests' fixed ports are disjoint per file.
 """
 
 from __future__ import annotations
@@ -54,17 +59,12 @@ NEEDS = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         for marker, fixtures in NEEDS.items():
             if used & fixtures:
                 item.add_marker(getattr(pytest.mark, marker))
-        if item.get_closest_marker("cluster"):
-            # `ray start` nodes on fixed ports: under `-n 2 --dist loadgroup` (make test) they
-            # all run on one worker, one after another, beside the other worker's tests
-            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 # Every Ray the suite starts (in-process, `ray start` subprocesses, driver subprocesses: they
@@ -75,9 +75,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # own root (a root inherited from the controller is not reused: `ray.init()` joins the cluster
 # a root's ray_current_cluster names, which would be the other worker's).
 _RAY_TMPDIR = None
-if "RAY_TMPDIR" not in os.environ or os.environ.get("DLGSWEEP_TEST_RAY_TMPDIR") == os.environ[
-    "RAY_TMPDIR"
-]:
+if (
+    "RAY_TMPDIR" not in os.environ
+    or os.environ.get("DLGSWEEP_TEST_RAY_TMPDIR") == os.environ["RAY_TMPDIR"]
+):
     _RAY_TMPDIR = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="dlgray-", dir="/tmp")
     os.environ["DLGSWEEP_TEST_RAY_TMPDIR"] = _RAY_TMPDIR
 
@@ -270,7 +271,19 @@ def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target = tmp_path_factory.mktemp("results") / SWEEP
         shutil.copytree(cached, target)
         return target
-    return build_small_sweep(tmp_path_factory.mktemp("results"))
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build_small_sweep(tmp_path_factory.mktemp("results"))
+    # pytest-xdist (`make test`): the first worker to need it builds it in the run's shared
+    # temp folder, under a lock; each worker reads its own copy
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # this run's, beside each worker's own
+    with FileLock(str(shared / "small-sweep.lock")):
+        if not (shared / "small-sweep" / SWEEP / "trials").is_dir():
+            build_small_sweep(shared / "small-sweep")
+    target = tmp_path_factory.mktemp("results") / SWEEP
+    shutil.copytree(shared / "small-sweep" / SWEEP, target)
+    return target
 
 
 @pytest.fixture(scope="session")
