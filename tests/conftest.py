@@ -65,15 +65,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker, fixtures in NEEDS.items():
             if used & fixtures:
                 item.add_marker(getattr(pytest.mark, marker))
-    # the slowest files first (one with a `long`, `cluster` or `install` test, then one with a
-    # Ray test), each file's tests together and in order: xdist's workers take files in this
-    # order, so the last ones handed out are quick and no worker is left alone on a long file
-    cost: dict[Path, int] = {}
-    for item in items:
-        marks = {m.name for m in item.iter_markers()}
-        weight = 2 if marks & {"long", "cluster", "install"} else 1 if "ray" in marks else 0
-        cost[item.path] = max(cost.get(item.path, 0), weight)
-    items.sort(key=lambda item: -cost[item.path])
 
 
 # Every Ray the suite starts (in-process, `ray start` subprocesses, driver subprocesses: they
