@@ -21,7 +21,7 @@ import polars as pl
 
 from analysis.findings.claims import CLAIMS, MARGIN_DB, SLOPE_MARGIN_DB, Claim
 from analysis.findings.combine import MIXED, Stratum
-from analysis.findings.finding import VERDICTS, Finding, build, with_holm
+from analysis.findings.finding import VERDICTS, Finding, build, strata_frame, with_holm
 from analysis.findings.finding import frame as findings_frame
 from analysis.findings.protocol import DECK_PROTOCOL, protocol_notes
 from analysis.findings.rows import prepare
@@ -32,7 +32,7 @@ __all__ = [
     "MIXED", "UNKNOWN", "named_parts", "part_label", "parts",
     "NOT_ENOUGH", "SCORES", "SLOPE_MARGIN_DB", "SUPPORTED", "VALUE", "VERDICTS", "Claim",
     "Finding", "Stratum", "check", "findings", "findings_frame", "prepare", "protocol_notes",
-    "table",
+    "strata_frame", "table",
 ]  # fmt: skip
 
 VALUE = "psnr_mean"

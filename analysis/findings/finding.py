@@ -204,3 +204,37 @@ def frame(items: list[Finding]) -> pl.DataFrame:
                           "holds_for": pl.String, "contradicted_for": pl.String,
                           "holm": pl.String, "p_holm": pl.Float64},
     )  # fmt: skip
+
+
+def strata_frame(items: list[Finding]) -> pl.DataFrame:
+    """Each finding's strata, and the levels of each axis it averages over, a row each: the
+    per-stratum numbers its evidence quotes in words (the report's findings_strata.csv).
+
+    A row's `verdict` is that stratum's own, at the full 5% level: descriptive. The claim's
+    verdict (findings.csv) weighs its strata, levels and cells at the level all of them
+    together ask, so a stratum can read contradicted here beside an inconclusive claim."""
+
+    def number(v: float) -> float | None:
+        return None if v is None or math.isnan(v) else float(v)
+
+    rows = [(f, s) for f in items for s in (*f.strata, *f.levels)]
+    return pl.DataFrame(
+        {
+            "key": [f.key for f, _ in rows],
+            "kind": ["level" if s.axis else "stratum" for _, s in rows],
+            "axis": [s.axis or None for _, s in rows],
+            "label": [s.label for _, s in rows],
+            "verdict": [s.verdict for _, s in rows],
+            "estimate": [number(s.estimate.mean) for _, s in rows],
+            "ci_low": [number(s.estimate.low) for _, s in rows],
+            "ci_high": [number(s.estimate.high) for _, s in rows],
+            "unit": [f.unit for f, _ in rows],
+            "n": [s.estimate.n for _, s in rows],
+            "censored": [s.estimate.censored for _, s in rows],
+            "p": [number(s.p) for _, s in rows],
+        },
+        schema={"key": pl.String, "kind": pl.String, "axis": pl.String, "label": pl.String,
+                "verdict": pl.String, "estimate": pl.Float64, "ci_low": pl.Float64,
+                "ci_high": pl.Float64, "unit": pl.String, "n": pl.Int64, "censored": pl.Int64,
+                "p": pl.Float64},
+    )  # fmt: skip

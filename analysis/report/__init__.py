@@ -13,6 +13,7 @@ once) and writes into `out`:
     <chart>.png         each chart rendered by vl-convert
     gallery.html/.png   ground truth beside reconstruction, one trial per config group
     findings.csv        the claims against our numbers, one row per (sweep, claim)
+    findings_strata.csv each claim's strata and averaged-over levels, a row each, as numbers
     counts.json         rows by status, skipped files, expected vs present trials, per chart n
     frontier.csv        for a sweep whose spec has `search:` (issue 17): one row per cell, the
                         strength found, its bracket and the gradient distortion there; with

@@ -1,13 +1,15 @@
 """The report's output folder: `build_report` opens the sweeps once, builds the model
 (`model.build`) and writes everything: the charts (`charts`), the pages (`pages`), and the
-tables and images here: findings.csv, attackers.csv, frontier.csv and frontier_seeds.csv,
-counts.json, the gallery (its trials picked, gallery.png drawn) and the explorer.
+tables and images here: findings.csv, findings_strata.csv, attackers.csv, frontier.csv and
+frontier_seeds.csv, counts.json, the gallery (its trials picked, gallery.png drawn) and the
+explorer.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -54,7 +56,7 @@ def build_report(
 
 def write_tables(report: Report) -> None:
     """attackers.csv (where recipes were compared), frontier.csv and frontier_seeds.csv (where
-    a sweep searched), findings.csv."""
+    a sweep searched), findings.csv and findings_strata.csv."""
     out = report.out
     if report.compared is not None:
         report.compared.drop("evidence").write_csv(out / "attackers.csv")
@@ -62,6 +64,7 @@ def write_tables(report: Report) -> None:
         frontier_csv(report.frontiers, "table").write_csv(out / "frontier.csv")
         frontier_csv(report.frontiers, "thresholds").write_csv(out / "frontier_seeds.csv")
     findings_csv(report).write_csv(out / "findings.csv")
+    strata_csv(report).write_csv(out / "findings_strata.csv")
 
 
 def write_gallery(report: Report, sweeps: list[OpenedSweep]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -107,14 +110,28 @@ def frontier_csv(found: list[frontier.Frontier], which: str) -> pl.DataFrame:
 def findings_csv(report: Report) -> pl.DataFrame:
     """One row per (sweep, variant, recipe, claim); `variant` is null for sweeps without
     variants, `recipe` where the rows name no single recipe."""
+    return _per_part(report, findings.findings_frame)
+
+
+def strata_csv(report: Report) -> pl.DataFrame:
+    """findings_strata.csv: one row per (sweep, variant, recipe, claim, stratum or level of an
+    averaged axis), its estimate, interval and n (`findings.strata_frame`)."""
+    return _per_part(report, findings.strata_frame)
+
+
+def _per_part(
+    report: Report, frame_of: Callable[[list[findings.Finding]], pl.DataFrame]
+) -> pl.DataFrame:
+    """`frame_of` each part's findings (the seed's claims, then the frontier's, keys
+    frontier_*), led by the part's sweep, variant and recipe."""
     named = [(p.sweep, p.variant, p.recipe, p.findings) for p in report.parts]
     named += [
         (f.sweep, part.variant, part.recipe, part.findings)
         for f in report.frontiers
         for part in f.parts
-    ]  # the frontier's claims (keys frontier_*), after the seed's
+    ]
     parts = [
-        findings.findings_frame(items)
+        frame_of(items)
         .insert_column(0, pl.lit(recipe, dtype=pl.String).alias("recipe"))
         .insert_column(0, pl.lit(variant, dtype=pl.String).alias("variant"))
         .insert_column(0, pl.lit(sweep).alias("sweep"))

@@ -163,3 +163,33 @@ def test_status_parses_the_spec_and_reads_the_rows_once(
     expected = open_sweep(str(search_sweep)).expected
     assert status.spec_found and status.total == len(expected) > 0
     assert sum(status.counts.values()) == status.total and not status.missing
+
+
+def test_findings_strata_csv_holds_every_stratum_of_every_part(
+    search_sweep: Path, tmp_path: Path
+) -> None:
+    """findings_strata.csv: a row for each stratum and averaged-over level of each finding of
+    each part (the seed's claims and the frontier's), with that stratum's own numbers."""
+    report = build_report(str(search_sweep), tmp_path / "out")
+    table = pl.read_csv(tmp_path / "out" / "findings_strata.csv")
+    parts = [(p.variant, p.recipe, p.findings) for p in report.parts]
+    parts += [(p.variant, p.recipe, p.findings) for f in report.frontiers for p in f.parts]
+    expected = [
+        (variant, recipe, f.key, s.label, s.estimate)
+        for variant, recipe, items in parts
+        for f in items
+        for s in (*f.strata, *f.levels)
+    ]
+    assert table.height == len(expected) > 0
+    assert {k.startswith("frontier_") for _, _, k, _, _ in expected} == {True, False}
+    rows = {
+        (r["variant"], r["recipe"], r["key"], r["label"]): r for r in table.iter_rows(named=True)
+    }
+    assert len(rows) == len(expected)  # one row each, none merged
+    for variant, recipe, key, label, estimate in expected:
+        row = rows[(variant, recipe, key, label)]
+        assert row["n"] == estimate.n and row["censored"] == estimate.censored
+        if estimate.censored == 0 and estimate.n >= 2:
+            assert row["estimate"] == pytest.approx(estimate.mean)
+            assert row["ci_low"] == pytest.approx(estimate.low)
+            assert row["ci_high"] == pytest.approx(estimate.high)
