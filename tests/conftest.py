@@ -163,6 +163,22 @@ def local_ray():
 
 
 @pytest.fixture
+def run_bench():
+    """run_bench(script, *args, **run_options) -> CompletedProcess: `bench/<script>` run as a
+    user runs it (this Python, from the repository root, output captured as text). The one
+    place the tests know where bench/ is."""
+    root = Path(__file__).resolve().parents[1]
+
+    def run(script: str, *args: str, **options: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(root / "bench" / script), *args],
+            capture_output=True, text=True, cwd=root, **options,
+        )  # fmt: skip
+
+    return run
+
+
+@pytest.fixture
 def ray_env() -> dict[str, str]:
     """The environment a subprocess that starts or joins Ray gets on top of os.environ."""
     return dict(RAY_ENV)

@@ -605,21 +605,14 @@ def test_report_cli_takes_the_score(small_sweep, tmp_path) -> None:
 
 
 @pytest.mark.long
-def test_calibration_every_target_the_bench_computes() -> None:
+def test_calibration_every_target_the_bench_computes(run_bench) -> None:
     # bench/bench_findings.py reduced (60 sweeps per case, fixed seeds), with --check: exit 1
     # when a false decisive share (supported, or contradicted where the truth refutes neither)
     # exceeds 10%, when any row misses its target by more than 3.5 Monte Carlo errors (power
     # at the printed detectable effect, `mixed` where strata oppose, contradicted where the
     # truth contradicts, Holm's family-wise rate under the complete null: every target it
     # computes), or when a decisive verdict prints p >= 5%
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_findings.py"
-    done = subprocess.run(
-        [sys.executable, str(bench), "--reps", "60", "--check"], capture_output=True, text=True
-    )
+    done = run_bench("bench_findings.py", "--reps", "60", "--check")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "largest false decisive share" in done.stdout
     assert "complete null" in done.stdout and "| 0 | yes |" in done.stdout

@@ -581,16 +581,10 @@ def test_a_stratum_lost_to_censoring_still_decides_on_its_bounds(
 
 
 @pytest.mark.long
-def test_frontier_calibration_every_target_the_bench_computes() -> None:
+def test_frontier_calibration_every_target_the_bench_computes(run_bench) -> None:
     # bench/bench_frontier_findings.py reduced (20 searches per case, fixed seeds) with
     # --check: exit 1 when a false decisive share exceeds 10% or a row misses its target
     # (false rates, power, censoring shapes 6 and 7) by more than 3.5 Monte Carlo errors
-    import subprocess
-    import sys
-
-    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_frontier_findings.py"
-    done = subprocess.run(
-        [sys.executable, str(bench), "--reps", "20", "--check"], capture_output=True, text=True
-    )
+    done = run_bench("bench_frontier_findings.py", "--reps", "20", "--check")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "largest false decisive share" in done.stdout and "| 7 |" in done.stdout

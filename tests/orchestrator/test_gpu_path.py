@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +26,6 @@ from workloads.device import (
 from workloads.errors import ConfigError
 from workloads.trial import run_trial
 
-ROOT = Path(__file__).resolve().parents[2]
 QUICK = dict(iterations=6, curve_points=3, batch_size=2)
 
 
@@ -149,25 +145,19 @@ def test_memory_cap_is_the_share_less_the_context():
     assert limit_gpu_memory("cpu", 0.25) is None and peak_memory_bytes("cpu") is None
 
 
-def test_projection_to_the_paper_grid():
+def test_projection_to_the_paper_grid(run_bench):
     """bench_gpu's projection on rows of known timing: its --self-check asserts the figures
     (occupancy, steady time, the paper grid's seconds, the recommended packing)."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_gpu.py"), "--self-check"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    done = run_bench("bench_gpu.py", "--self-check", timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.strip().endswith("self-check ok")
 
 
 @pytest.mark.ray  # bench_gpu --smoke runs its trials through Ray
-def test_bench_gpu_smoke_runs_every_phase_on_cpu(tmp_path):
+def test_bench_gpu_smoke_runs_every_phase_on_cpu(tmp_path, run_bench):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_gpu.py"), "--smoke", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
-    )  # fmt: skip
+    done = run_bench("bench_gpu.py", "--smoke", "--out", str(out), timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "gpu.json").read_text())
     assert report["smoke"] and report["device"]["device"] == "cpu"
