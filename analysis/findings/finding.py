@@ -171,8 +171,7 @@ def frame(items: list[Finding]) -> pl.DataFrame:
     what decided it, the Holm column, power, evidence."""
 
     def number(f: Finding, attr: str) -> float | None:
-        v = getattr(f.estimate, attr) if f.estimate is not None else math.nan
-        return None if v is None or math.isnan(v) else float(v)
+        return _number(getattr(f.estimate, attr) if f.estimate is not None else math.nan)
 
     return pl.DataFrame(
         {
@@ -206,6 +205,11 @@ def frame(items: list[Finding]) -> pl.DataFrame:
     )  # fmt: skip
 
 
+def _number(v: float | None) -> float | None:
+    """A CSV cell: None for a missing or NaN number."""
+    return None if v is None or math.isnan(v) else float(v)
+
+
 def strata_frame(items: list[Finding]) -> pl.DataFrame:
     """Each finding's strata, and the levels of each axis it averages over, a row each: the
     per-stratum numbers its evidence quotes in words (the report's findings_strata.csv).
@@ -213,10 +217,6 @@ def strata_frame(items: list[Finding]) -> pl.DataFrame:
     A row's `verdict` is that stratum's own, at the full 5% level: descriptive. The claim's
     verdict (findings.csv) weighs its strata, levels and cells at the level all of them
     together ask, so a stratum can read contradicted here beside an inconclusive claim."""
-
-    def number(v: float) -> float | None:
-        return None if v is None or math.isnan(v) else float(v)
-
     rows = [(f, s) for f in items for s in (*f.strata, *f.levels)]
     return pl.DataFrame(
         {
@@ -225,13 +225,13 @@ def strata_frame(items: list[Finding]) -> pl.DataFrame:
             "axis": [s.axis or None for _, s in rows],
             "label": [s.label for _, s in rows],
             "verdict": [s.verdict for _, s in rows],
-            "estimate": [number(s.estimate.mean) for _, s in rows],
-            "ci_low": [number(s.estimate.low) for _, s in rows],
-            "ci_high": [number(s.estimate.high) for _, s in rows],
+            "estimate": [_number(s.estimate.mean) for _, s in rows],
+            "ci_low": [_number(s.estimate.low) for _, s in rows],
+            "ci_high": [_number(s.estimate.high) for _, s in rows],
             "unit": [f.unit for f, _ in rows],
             "n": [s.estimate.n for _, s in rows],
             "censored": [s.estimate.censored for _, s in rows],
-            "p": [number(s.p) for _, s in rows],
+            "p": [_number(s.p) for _, s in rows],
         },
         schema={"key": pl.String, "kind": pl.String, "axis": pl.String, "label": pl.String,
                 "verdict": pl.String, "estimate": pl.Float64, "ci_low": pl.Float64,
