@@ -12,7 +12,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dlgsweep.errors import UserError
-from store.replay import SearchState, scores_of
 from store.sweep_store import SweepStore, expected_keys
 
 STATUS_ORDER = ("ok", "diverged", "error")
@@ -54,7 +53,7 @@ def sweep_status(store: SweepStore) -> SweepStatus:
     if spec is None:
         keys = None
     else:
-        state = SearchState.of(spec, scores_of(rows.table, score)) if score else None
+        state = store.search_state(spec, rows.table) if score else None
         keys = expected_keys(spec, state)
     spec_found = keys is not None
     expected = list(keys) if keys is not None else list(by_key)

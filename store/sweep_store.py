@@ -290,11 +290,13 @@ class SweepStore:
         """trial_key -> `score` of every finished (ok/diverged) row: what a search replays."""
         return scores_of(self.read_rows(["trial_key", "status", score]).table, score)
 
-    def search_state(self, spec: SweepSpec) -> SearchState:
+    def search_state(self, spec: SweepSpec, rows: pa.Table | None = None) -> SearchState:
         """A search spec's search replayed from this sweep's rows (store.search): the
-        one replay `run`, `resume`, `status` and the report's counts all make."""
+        one replay `run`, `resume`, `status` and the report's counts all make. `rows`: the
+        rows already read (trial_key, status and the search's score), instead of a read."""
         assert spec.search is not None
-        return SearchState.of(spec, self.scores(spec.search.score))
+        score = spec.search.score
+        return SearchState.of(spec, self.scores(score) if rows is None else scores_of(rows, score))
 
     def listing(self) -> Listing:
         """One listing of trials/: row files, parts, other names."""
