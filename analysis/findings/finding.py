@@ -66,7 +66,10 @@ def _part_text(test: str, a: Assessment, unit: str) -> list[str]:
         counts = {}
         for s in a.strata:
             counts[s.verdict] = counts.get(s.verdict, 0) + 1
-        parts.append("per stratum: " + ", ".join(f"{v} {c}" for v, c in counts.items()))
+        checks = len(a.strata) + len(a.levels) + len(a.cells)
+        level = f"; the verdict asks p < {ALPHA / checks:.2g} of its {checks} checks" * (checks > 1)
+        parts.append(f"per stratum, each at {ALPHA:.0%} alone: "
+                     + ", ".join(f"{v} {c}" for v, c in counts.items()) + level)  # fmt: skip
     if a.holds and a.against:
         parts.append(f"holds for {'; '.join(a.holds)}; contradicted for {'; '.join(a.against)}")
     elif a.against:

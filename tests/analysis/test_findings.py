@@ -929,3 +929,17 @@ def test_local_steps_pair_only_twins_differing_in_local_steps() -> None:
     item = check("local_steps", frame)
     assert item.verdict == SUPPORTED and item.estimate.mean == pytest.approx(-4, abs=0.5)
     assert "10 local_steps 5 trials found no twin" in item.evidence
+
+
+def test_evidence_says_the_level_its_per_stratum_counts_and_its_verdict_use() -> None:
+    # pruning_defends on 2 inits x 2 activations, 8 checks (4 strata, 4 cells): a stratum's
+    # own verdict is at 5%, the claim's at 5% / 8; the words say both
+    grid = {**INITS, "prune": ["none", "small"]}
+    frame = synthetic_frame(grid, lambda c: 25 - 3.0 * (c["prune"] == "small"), range(5),
+                            noise_sd=1.0, rng=np.random.default_rng(1))  # fmt: skip
+    items = {f.key: f for f in findings.findings(frame)}
+    defends = items["pruning_defends"].evidence
+    assert "per stratum, each at 5% alone: " in defends
+    assert "the verdict asks p < 0.0063 of its 8 checks" in defends
+    one = items["order"].evidence  # one stratum, one check: no second level to name
+    assert "per stratum, each at 5% alone: " in one and "the verdict asks" not in one
