@@ -101,13 +101,17 @@ TINY_ATTACK = {"iterations": 5, "curve_points": 5}
 
 
 def write_spec(folder: Path, name: str, **sections: Any) -> Path:
-    """A sweep YAML under `folder`: mcmahan_cnn on cifar10, 5 iterations, unless overridden."""
+    """A sweep YAML under `folder`: mcmahan_cnn on cifar10, 5 iterations, 2 CPUs a trial,
+    unless overridden."""
     raw: dict[str, Any] = {
         "name": name,
         "grid": {"seed": [0, 1]},
         "fixed": {"dataset": "cifar10", "model": "mcmahan_cnn"},
         "attack": dict(TINY_ATTACK),
-        "resources": {"cpu": 1, "gpu": 0},
+        # one trial at a time on the suite's 2-CPU Rays: Tune reuses one trial actor for them
+        # all, where one per CPU would each start a worker and import torch (about 4 CPU
+        # seconds each: half of a tiny sweep's cost); a test of packing asks for its own
+        "resources": {"cpu": 2, "gpu": 0},
         "retries": 1,
     }
     raw.update(sections)
@@ -229,7 +233,7 @@ def spec_yaml(sweep: str) -> str:
     return (
         f"name: {sweep}\ngrid:\n{grid}"
         "fixed: {dataset: cifar10, model: mcmahan_cnn, init_gain: seed, curve_points: 4}\n"
-        "attack: {iterations: 6}\nresources: {cpu: 1, gpu: 0}\nretries: 0\n"
+        "attack: {iterations: 6}\nresources: {cpu: 2, gpu: 0}\nretries: 0\n"  # one actor
     )
 
 

@@ -241,7 +241,7 @@ grid: {seed: [0, 1], activation: [relu, sigmoid]}
 fixed: {dataset: cifar10, model: mcmahan_cnn, batch_size: 1, noise: gaussian}
 attack: {optimizer: adam, lr: 0.1, iterations: 30, label_strategy: idlg, curve_points: 5}
 search: {axis: noise_scale, range: [1.0e-4, 1.0], resolution: 1, target: 10.0}
-resources: {cpu: 1, gpu: 0}
+resources: {cpu: 2, gpu: 0}
 retries: 0
 """
 

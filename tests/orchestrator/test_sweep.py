@@ -21,7 +21,7 @@ def test_run_skips_finished_and_reruns_errored_and_missing(
 ):
     spec, path = tiny_spec(
         "cli", grid={"seed": [0, 1], "activation": ["relu", "sigmoid"]},
-        resources={"cpu": 1, "gpu": 0.5},
+        resources={"cpu": 2, "gpu": 0.5},
     )  # fmt: skip
     # a relative --results, as the docs type it: Tune runs trials in dirs of their own
     monkeypatch.chdir(results.parent)
