@@ -22,6 +22,7 @@ PLAN_SPEC = {
     "grid": {"seed": [0, 1, 2, 3], "batch_size": [1, 2]},
     "fixed": {"dataset": "cifar10", "model": "mcmahan_cnn"},
     "attack": {"iterations": 100},
+    "resources": {"cpu": 1, "gpu": 0},  # a plan of one CPU per trial, on a 1-CPU machine
 }
 
 
@@ -91,7 +92,7 @@ def test_gpu_rows_say_their_share_and_serve_a_gpu_plan(tiny_spec, results, capsy
     fast = {"seconds_per_iteration": 0.004, "wall_seconds": 1.0 + 10 * 0.004, "device": "cuda:0"}
     rows = [({"batch_size": b}, fast) for b in (1, 2)]
     write_rows(results, "on-gpu", rows, gpu=0.5)
-    spec, path = tiny_spec("plan", resources={"cpu": 1, "gpu": 0.25}, **PLAN_SPEC)
+    spec, path = tiny_spec("plan", **{**PLAN_SPEC, "resources": {"cpu": 1, "gpu": 0.25}})
     lines = plan_output(
         capsys, path, "--num-cpus", "8", "--num-gpus", "1", "--results", str(results / "on-gpu")
     )
