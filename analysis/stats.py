@@ -15,6 +15,7 @@ replicates decide with 80% power and how many a decision at the observed effect 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -295,10 +296,17 @@ def detectable_shift(n: int, sd: float, alpha: float = ALPHA / 2, power: float =
         return math.nan
     if sd == 0:
         return 0.0
+    return _standard_shift(n, alpha, power) * sd
+
+
+@functools.lru_cache(maxsize=256)
+def _standard_shift(n: int, alpha: float, power: float) -> float:
+    """detectable_shift in units of sd: it depends on n, alpha and power alone, and solving for
+    it is a root search (a report asks it for every stratum, level and cell)."""
     d = _one_sided_power().solve_power(
         effect_size=None, nobs=n, alpha=alpha, power=power, alternative="larger"
     )
-    return float(d) * sd
+    return float(d)
 
 
 def one_sided_n(gap: float, sd: float, alpha: float = ALPHA / 2, power: float = POWER) -> int:
