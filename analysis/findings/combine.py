@@ -268,18 +268,25 @@ def _heterogeneity(
         (axis, [len(strata) + i]) for i, axis in enumerate(varying) if axis in shown
     ]
     for what, positions in tests:
-        key = [tuple(cell[p] for p in positions) for cell in ids]
-        if len(set(key)) < 2:
+        key = [str(tuple(cell[p] for p in positions)) for cell in ids]
+        factors = list(dict.fromkeys(key))
+        if len(factors) < 2:
             continue
-        records = [
-            {"seed": s, "factor": str(key[j]), "effect": matrix[s, j]}
-            for s in range(matrix.shape[0])
-            for j in range(len(ids))
-        ]
-        frame = pandas.DataFrame(records)
+        # each seed's mean effect per factor level (the cells sharing a level averaged, as
+        # AnovaRM's aggregate_func="mean" would), one record per (seed, level)
+        means = np.stack(
+            [matrix[:, [j for j, k in enumerate(key) if k == f]].mean(axis=1) for f in factors],
+            axis=1,
+        )
+        seeds = matrix.shape[0]
+        frame = pandas.DataFrame({
+            "seed": np.repeat(np.arange(seeds), len(factors)),
+            "factor": np.tile(np.array(factors, dtype=object), seeds),
+            "effect": means.reshape(-1),
+        })  # fmt: skip
         try:
             with np.errstate(divide="ignore", invalid="ignore"):  # no residual: F undefined
-                table = AnovaRM(frame, "effect", "seed", within=["factor"], aggregate_func="mean")
+                table = AnovaRM(frame, "effect", "seed", within=["factor"])
                 row = table.fit().anova_table.iloc[0]
         except ValueError:
             continue
