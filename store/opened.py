@@ -19,7 +19,7 @@ import polars as pl
 
 from dlgsweep.errors import UserError
 from store.load import Trials, load
-from store.replay import SearchState, scores_of
+from store.replay import SearchState
 from store.spec import SweepSpec
 from store.sweep_store import SweepStore, expected_keys
 
@@ -50,11 +50,10 @@ class OpenedSweep:
         replay the counts and the frontier share."""
         if self.spec is None or self.spec.search is None:
             return None
-        score = self.spec.search.score
-        columns = ["trial_key", "status", score]
+        columns = ["trial_key", "status", self.spec.search.score]
         if self.frame.is_empty() or not set(columns) <= set(self.frame.columns):
             return SearchState.of(self.spec, {})
-        return SearchState.of(self.spec, scores_of(self.frame.select(columns).to_arrow(), score))
+        return self.store.search_state(self.spec, self.frame.select(columns).to_arrow())
 
     @cached_property
     def expected(self) -> dict[str, str] | None:
