@@ -183,6 +183,25 @@ def run_bench():
 
 
 @pytest.fixture
+def cli(capsys: pytest.CaptureFixture):
+    """cli(*args) -> CompletedProcess: `dlgsweep ARGS` through main() in this process, as the
+    console script calls it (a subprocess spends seconds importing torch again; the console
+    script itself is run in tests/cli), stdout and stderr captured; argparse's own refusals
+    (SystemExit) give their exit code. An exception main() lets out fails the test."""
+    from dlgsweep.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        try:
+            code = main(list(args))
+        except SystemExit as refused:
+            code = refused.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return run
+
+
+@pytest.fixture
 def ray_env() -> dict[str, str]:
     """The environment a subprocess that starts or joins Ray gets on top of os.environ."""
     return dict(RAY_ENV)

@@ -96,21 +96,15 @@ def test_the_bn_prior_is_refused_where_it_cannot_be_used(fields, says):
     assert error.value.key == "bn_prior" and says in str(error.value)
 
 
-def test_the_cli_exits_2_naming_the_field(tmp_path, capsys):
-    from dlgsweep.cli import main
-
+def test_the_cli_exits_2_naming_the_field(tmp_path, cli):
     for args, says in [
         (["--signed", "soft"], "signed"),
         (["--recipe", "deepleakage"], "recipe"),
         (["--recipe", "gradinversion"], "bn_prior"),  # the McMahan CNN has no BN
     ]:
-        try:  # main() as the console script calls it; argparse's own refusals raise SystemExit
-            code = main(["attack", *args, "--out", str(tmp_path / "unused")])
-        except SystemExit as refused:
-            code = refused.code
-        err = capsys.readouterr().err
-        assert code == 2, err
-        assert says in err and "expected" in err
+        done = cli("attack", *args, "--out", str(tmp_path / "unused"))
+        assert done.returncode == 2, done.stderr
+        assert says in done.stderr and "expected" in done.stderr
         assert not (tmp_path / "unused").exists()
 
 

@@ -71,14 +71,11 @@ def test_the_attack_summary_prints_every_status_even_without_numbers():
         assert f"status {status}" in text and "n/a" in text
 
 
-def test_attack_command_on_the_review_case_prints_and_exits_0(tmp_path, capsys):
-    from dlgsweep.cli import main
-
-    code = main(["attack", "--seed", "11", "--noise", "laplacian", "--noise-scale", "0.0001",
-                 "--iterations", "1", "--out", str(tmp_path)])  # fmt: skip
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert "PSNR mean" in out
+def test_attack_command_on_the_review_case_prints_and_exits_0(tmp_path, cli):
+    done = cli("attack", "--seed", "11", "--noise", "laplacian", "--noise-scale", "0.0001",
+               "--iterations", "1", "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "PSNR mean" in done.stdout
     assert (tmp_path / "result.json").exists()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -175,21 +174,9 @@ def test_quality_on_real_images_sigmoid_beats_relu():
     assert relu < sigmoid - 5.0
 
 
-def _cli(capsys, *args):
-    """`dlgsweep ARGS` through main(), as the console script calls it (in this process: a
-    subprocess spends seconds importing torch again; the console script itself is run in
-    tests/cli/test_bad_input.py). An exception main() lets out fails the test."""
-    from dlgsweep.cli import main
-
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
-
-
-def test_attack_command_writes_images_gif_and_one_schema_row(tmp_path, capsys):
+def test_attack_command_writes_images_gif_and_one_schema_row(tmp_path, cli):
     out = tmp_path / "out"
-    done = _cli(
-        capsys,
+    done = cli(
         "attack",
         "--model",
         "mcmahan_cnn",
@@ -229,8 +216,8 @@ def test_attack_command_writes_images_gif_and_one_schema_row(tmp_path, capsys):
         (["--dataset", "imagefolder:/no/such/folder"], "dataset"),
     ],
 )
-def test_attack_bad_input_exits_2_naming_the_field(tmp_path, flags, named, capsys):
-    done = _cli(capsys, "attack", *flags, "--out", str(tmp_path))
+def test_attack_bad_input_exits_2_naming_the_field(tmp_path, flags, named, cli):
+    done = cli("attack", *flags, "--out", str(tmp_path))
     assert done.returncode == 2
     assert named in done.stderr and "expected" in done.stderr
     assert not (tmp_path / "result.json").exists()
