@@ -95,6 +95,16 @@ class Assessment:
     def overall(self) -> Estimate:
         return self.headline
 
+    @property
+    def checks(self) -> tuple[Stratum, ...]:
+        """What the guard weighs: the strata, the levels of each averaged-over axis, the cells."""
+        return (*self.strata, *self.levels, *self.cells)
+
+    @property
+    def level(self) -> float:
+        """The level each check is decided at: 5% over the number of checks (Bonferroni)."""
+        return ALPHA / max(1, len(self.checks))
+
 
 def _matrix(
     cells: pl.DataFrame, cell_cols: list[str], column: str = "effect"
@@ -306,9 +316,8 @@ def _decide(a: Assessment) -> Assessment:
     that axis); a margin or equivalence claim holds only if it holds in every cell."""
     from dataclasses import replace
 
-    rule, checks = a.rule, [*a.strata, *a.levels, *a.cells]
-    adjusted = ALPHA / max(1, len(checks))
-    decisive = {s.label: rule.decide(s.estimate, adjusted) for s in checks}
+    rule, checks = a.rule, a.checks
+    decisive = {s.label: rule.decide(s.estimate, a.level) for s in checks}
     p_adj = {k: min(1.0, p * len(checks)) for k, (v, p) in decisive.items() if v != NOT_ENOUGH}
     groups = [list(a.strata)] + [
         [s for s in a.levels if s.axis == axis] for axis in dict.fromkeys(s.axis for s in a.levels)

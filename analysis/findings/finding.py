@@ -66,8 +66,8 @@ def _part_text(test: str, a: Assessment, unit: str) -> list[str]:
         counts = {}
         for s in a.strata:
             counts[s.verdict] = counts.get(s.verdict, 0) + 1
-        checks = len(a.strata) + len(a.levels) + len(a.cells)
-        level = f"; the verdict asks p < {ALPHA / checks:.2g} of its {checks} checks" * (checks > 1)
+        checks = len(a.checks)
+        level = f"; the verdict asks p < {a.level:.2g} of its {checks} checks" if checks > 1 else ""
         parts.append(f"per stratum, each at {ALPHA:.0%} alone: "
                      + ", ".join(f"{v} {c}" for v, c in counts.items()) + level)  # fmt: skip
     if a.holds and a.against:
